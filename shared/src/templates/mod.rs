@@ -1,0 +1,4 @@
+//! Texts sent to people, in Czech and English.
+
+pub mod email;
+pub mod sms;

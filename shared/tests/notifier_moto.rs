@@ -1,0 +1,180 @@
+//! The notifier against moto: a real change writes its outbox record into a DynamoDB table, the
+//! stream poller reads it from the table's stream, and [`SesMailer`] sends the emails to SES v2.
+//! The test reads the sent messages back from moto's `GET /moto-api/data.json`.
+//!
+//! Needs `AWS_ENDPOINT_URL` pointing at a moto server (`TWOFA_MOTO_URL` names its management API,
+//! default the same URL). Without it the test prints a skip message and passes, unless
+//! `TWOFA_REQUIRE_MOTO=1` makes it fail.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use twofa_core::aws::ses::SesMailer;
+use twofa_core::aws::stream_poller::StreamPoller;
+use twofa_core::model::SessionKind;
+use twofa_core::service::{sessions, users};
+use twofa_core::store::dynamo::DynamoStore;
+use twofa_core::testing::TestApp;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Returns moto's URL, or `None` after printing why the test is skipped.
+fn moto_url(test: &str) -> Option<String> {
+    let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") else {
+        let required = std::env::var("TWOFA_REQUIRE_MOTO").is_ok_and(|value| value == "1");
+        assert!(!required, "AWS_ENDPOINT_URL is not set and TWOFA_REQUIRE_MOTO=1");
+        eprintln!("skipping {test}: AWS_ENDPOINT_URL is not set, so no moto server is available");
+        return None;
+    };
+    Some(std::env::var("TWOFA_MOTO_URL").unwrap_or(endpoint))
+}
+
+/// Returns a suffix that no other test run shares, for table names and sender domains.
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// Returns (recipient, subject, body) of every message moto's SES accepted from `sender`.
+async fn sent_by(moto: &str, sender: &str) -> Vec<(String, String, String)> {
+    let url = format!("{}/moto-api/data.json", moto.trim_end_matches('/'));
+    let data: Value = serde_json::from_str(&http_get(&url)).unwrap();
+    let messages = data["ses"]["Message"].as_array().cloned().unwrap_or_default();
+    messages
+        .into_iter()
+        .filter(|message| message["source"] == sender)
+        .flat_map(|message| {
+            let subject = message["subject"].as_str().unwrap_or_default().to_owned();
+            let body = message["body"].as_str().unwrap_or_default().to_owned();
+            let to = message["destinations"]["ToAddresses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            to.into_iter().map(move |address| {
+                (
+                    address.as_str().unwrap_or_default().to_owned(),
+                    subject.clone(),
+                    body.clone(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Sends a plain HTTP/1.1 GET to a local server and returns the body. A blocking socket is
+/// enough for one small request in a test.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(host, path)| (host, format!("/{path}")));
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return dechunk(body);
+    }
+    body.to_owned()
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+}
+
+/// Issues a full session for a user whose login completed now and returns its token.
+async fn login(test: &TestApp, user_id: &str) -> String {
+    let state = users::load(&test.app, user_id).await.unwrap().unwrap();
+    let issued = sessions::issue(&test.app, user_id, SessionKind::Full, state.user.session_epoch).unwrap();
+    test.app.store.write(issued.write.clone()).await.unwrap();
+    issued.token.expose().to_owned()
+}
+
+#[tokio::test]
+async fn change_reaches_ses_once_after_failure() {
+    let Some(moto) = moto_url("change_reaches_ses_once_after_failure") else {
+        return;
+    };
+    let suffix = unique_suffix();
+    let sdk = twofa_core::aws::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = format!("twofa-notifier-{suffix}");
+    DynamoStore::create_table(&dynamodb, &table).await.unwrap();
+
+    // The sender's domain is new, so moto's SES has not verified it and rejects the first sends.
+    let sender = format!("security@notifier-{suffix}.example.net");
+    let ses = aws_sdk_sesv2::Client::new(&sdk);
+    let mut test = TestApp::new();
+    test.app.store = Arc::new(DynamoStore::new(dynamodb, &table, test.clock.clone()));
+    test.app.mailer = Arc::new(SesMailer::new(ses.clone(), sender.clone()));
+
+    let (account_id, _) = test.create_main_user(&format!("alice-{suffix}"), PASSWORD).await;
+    let carol = test
+        .create_sub_user(&account_id, &format!("carol-{suffix}"), PASSWORD, true)
+        .await;
+    let token = login(&test, &carol).await;
+    let response = test
+        .call("PUT", "/security/two-factor", Some(&token), r#"{"enabled": false}"#)
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+
+    let mut poller = StreamPoller::new(aws_sdk_dynamodbstreams::Client::new(&sdk), &table);
+    let outcome = poller.poll_once(&test.app).await.unwrap();
+    assert!(outcome.records > 0);
+    assert_eq!(outcome.failed, 1, "SES must reject the unverified sender");
+    assert!(sent_by(&moto, &sender).await.is_empty());
+    let state = users::load(&test.app, &carol).await.unwrap().unwrap();
+    assert!(
+        !state.user.two_factor_enabled,
+        "an SES failure must not roll back the change"
+    );
+
+    ses.create_email_identity()
+        .email_identity(&sender)
+        .send()
+        .await
+        .unwrap();
+    let outcome = poller.poll_once(&test.app).await.unwrap();
+    assert_eq!(outcome.failed, 0);
+    let outcome = poller.poll_once(&test.app).await.unwrap();
+    assert_eq!(outcome.failed, 0);
+
+    // A second poller replays the stream from its start; the marks keep it from sending again.
+    let mut replay = StreamPoller::new(aws_sdk_dynamodbstreams::Client::new(&sdk), &table);
+    let outcome = replay.poll_once(&test.app).await.unwrap();
+    assert_eq!(outcome.failed, 0);
+
+    let sent = sent_by(&moto, &sender).await;
+    let mut recipients: Vec<&str> = sent.iter().map(|(to, _, _)| to.as_str()).collect();
+    recipients.sort_unstable();
+    let alice_email = format!("alice-{suffix}@example.com");
+    let carol_email = format!("carol-{suffix}@example.com");
+    let mut expected = vec![alice_email.as_str(), carol_email.as_str()];
+    expected.sort_unstable();
+    assert_eq!(recipients, expected, "exactly one email per recipient");
+    for (_, subject, body) in &sent {
+        assert!(subject.contains("two-factor authentication turned off"), "{subject}");
+        assert!(body.contains(&format!("carol-{suffix}")), "{body}");
+        assert!(body.contains("198.51.100.7"), "{body}");
+        assert!(!body.contains(&token), "{body}");
+    }
+}
