@@ -2,9 +2,9 @@
 # Runs every check of the project: formatting, clippy, the Rust tests against a local moto server,
 # and the SAM template checks. Every step runs, and the exit status is non-zero when any step failed.
 #
-# Installs on first use: the Debian packages oathtool and zbar-tools (as root), and two venvs in the
-# checkout, .venv-moto (moto server, pyotp) and .venv-sam (aws-sam-cli, cfn-lint, cargo-lambda, zig),
-# pinned in scripts/requirements-*.txt and reused while those files are unchanged.
+# Installs on first use: the Debian packages oathtool, zbar-tools and librsvg2-bin (as root), and
+# two venvs in the checkout, .venv-moto (moto server, pyotp) and .venv-sam (aws-sam-cli, cfn-lint,
+# cargo-lambda, zig), pinned in scripts/requirements-*.txt and reused while those files are unchanged.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,8 +35,9 @@ run_step() {
 
 # ---------------------------------------------------------------- tools
 section "Debian packages"
-ensure_debian_packages "oathtool zbarimg" oathtool zbar-tools
-command -v oathtool zbarimg
+# zbarimg reads an SVG through ImageMagick, which hands it to rsvg-convert (librsvg2-bin).
+ensure_debian_packages "oathtool zbarimg rsvg-convert" oathtool zbar-tools librsvg2-bin
+command -v oathtool zbarimg rsvg-convert
 
 section "Python venvs"
 ensure_venv "$ROOT/.venv-moto" "$ROOT/scripts/requirements-moto.txt"

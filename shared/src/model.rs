@@ -11,6 +11,7 @@
 //! - `CHALLENGE#<challenge_id>` / `CHALLENGE`: a pending second-factor step of one login.
 //! - `SESSION#<sha256 of token>` / `SESSION`: a session; the token itself is never stored.
 //! - `RATE#<scope>#<subject>` / `RATE`: a sliding-window counter.
+//! - `LOGINFAIL#<keyed hash of username>` / `LOGINFAIL`: password failures of an unknown username.
 //! - `AUDIT#<user_id>` / `<unix millis, 15 digits>#<random>`: audit records, newest last.
 //! - `OUTBOX#<event_id>` / `OUTBOX`: a notification waiting for the notifier.
 

@@ -90,7 +90,8 @@ mod tests {
         };
         assert!(
             output.status.success(),
-            "zbarimg found no QR code: {}",
+            "zbarimg found no QR code in {}: {} (to read an SVG it needs rsvg-convert, Debian librsvg2-bin)",
+            path.display(),
             String::from_utf8_lossy(&output.stderr)
         );
 

@@ -17,6 +17,9 @@ use twofa_core::service::{audit, provisioning, users};
 use twofa_core::store::{from_item, Condition, Item, Key, Order, QueryPage, Store, StoreError, Update, Write};
 use twofa_core::testing::{find_code, TestApp};
 use twofa_core::totp::{self, TotpParams};
+use yielding_store::{join_all, YieldingStore};
+
+mod yielding_store;
 
 const PASSWORD: &str = "correct horse battery";
 const PHONE: &str = "+420601234567";
@@ -408,9 +411,8 @@ async fn hundred_password_failures_lock_until_reset() {
 async fn password_failures_per_ip_are_limited() {
     let test = TestApp::new();
     sms_user(&test, "ken").await;
-    let body = json!({ "username": "nobody-here", "password": "wrong password!!" }).to_string();
-
     for attempt in 0..30 {
+        let body = json!({ "username": format!("nobody-{attempt}"), "password": "wrong password!!" }).to_string();
         let forwarded = format!("203.0.113.{attempt}");
         let response = call_from(&test, "/login", &body, "192.0.2.10", &[("x-forwarded-for", &forwarded)]).await;
         assert_error(&response, 401, "invalid_credentials");
@@ -430,6 +432,122 @@ async fn password_failures_per_ip_are_limited() {
 
     let other_address = call_from(&test, "/login", &correct, "192.0.2.11", &[]).await;
     assert_eq!(other_address.status, 200, "body {}", other_address.body);
+}
+
+#[tokio::test]
+async fn concurrent_password_failures_stay_within_ip_limit() {
+    let mut test = TestApp::new();
+    test.app.store = Arc::new(YieldingStore(test.store.clone()));
+    let bodies: Vec<String> = (0..45)
+        .map(|index| json!({ "username": format!("nobody-{index}"), "password": "wrong password!!" }).to_string())
+        .collect();
+
+    let responses = join_all(
+        bodies
+            .iter()
+            .map(|body| call_from(&test, "/login", body, "192.0.2.20", &[])),
+    )
+    .await;
+
+    let statuses: Vec<u16> = responses.iter().map(|response| response.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&status| status == 401).count(),
+        30,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&status| status == 429).count(),
+        15,
+        "{statuses:?}"
+    );
+    for limited in responses.iter().filter(|response| response.status == 429) {
+        assert_error(limited, 429, "rate_limited");
+        assert!(retry_after(limited).is_some());
+    }
+}
+
+#[tokio::test]
+async fn correct_passwords_give_their_ip_place_back() {
+    let test = TestApp::new();
+    let (account_id, _) = test.create_main_user("lena.main", PASSWORD).await;
+    test.create_sub_user(&account_id, "lena", PASSWORD, false).await;
+    let wrong =
+        |attempt: usize| json!({ "username": format!("nobody-{attempt}"), "password": "wrong password!!" }).to_string();
+    let correct = json!({ "username": "lena", "password": PASSWORD }).to_string();
+
+    for attempt in 0..29 {
+        assert_error(
+            &call_from(&test, "/login", &wrong(attempt), "192.0.2.30", &[]).await,
+            401,
+            "invalid_credentials",
+        );
+    }
+    for _ in 0..5 {
+        let response = call_from(&test, "/login", &correct, "192.0.2.30", &[]).await;
+        assert_eq!(response.status, 200, "body {}", response.body);
+    }
+
+    assert_error(
+        &call_from(&test, "/login", &wrong(29), "192.0.2.30", &[]).await,
+        401,
+        "invalid_credentials",
+    );
+    assert_error(
+        &call_from(&test, "/login", &wrong(30), "192.0.2.30", &[]).await,
+        429,
+        "rate_limited",
+    );
+}
+
+#[tokio::test]
+async fn unknown_username_locks_like_a_real_one() {
+    let test = TestApp::new();
+    sms_user(&test, "olga").await;
+
+    for attempt in 1..=10 {
+        let real = login(&test, "olga", "wrong password!!").await;
+        let unknown = login(&test, "olgaa", "wrong password!!").await;
+        assert_error(&real, 401, "invalid_credentials");
+        assert_eq!(
+            (unknown.status, &unknown.body),
+            (real.status, &real.body),
+            "attempt {attempt}"
+        );
+    }
+
+    let real = login(&test, "olga", PASSWORD).await;
+    let unknown = login(&test, "OLGAA", PASSWORD).await;
+    assert_error(&real, 429, "too_many_attempts");
+    assert_eq!((unknown.status, &unknown.body), (real.status, &real.body));
+    assert_eq!(retry_after(&unknown), retry_after(&real));
+    assert_eq!(retry_after(&unknown), Some(60));
+
+    test.clock.advance(60);
+    let real = login(&test, "olga", "wrong password!!").await;
+    let unknown = login(&test, "olgaa", "wrong password!!").await;
+    assert_error(&unknown, 401, "invalid_credentials");
+    assert_eq!((unknown.status, &unknown.body), (real.status, &real.body));
+    let real = login(&test, "olga", "wrong password!!").await;
+    let unknown = login(&test, "olgaa", "wrong password!!").await;
+    assert_error(&unknown, 429, "too_many_attempts");
+    assert_eq!(retry_after(&unknown), Some(120));
+    assert_eq!(retry_after(&real), Some(120));
+}
+
+#[tokio::test]
+async fn unknown_username_counter_holds_no_username() {
+    let test = TestApp::new();
+
+    login(&test, "secret-typed-as-name", "wrong password!!").await;
+
+    let items = test.store.dump().unwrap();
+    let counter = items
+        .iter()
+        .find(|item| item["pk"].as_str().unwrap().starts_with("LOGINFAIL#"))
+        .expect("a counter item for the unknown username");
+    assert_eq!(counter["password_failures"], 1);
+    assert!(counter["expires_at"].as_i64().unwrap() > test.clock.now());
+    assert!(!serde_json::to_string(&items).unwrap().contains("secret-typed-as-name"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -980,6 +1098,47 @@ async fn parallel_totp_code_across_challenges_gives_one_session() {
 
     assert_eq!(successes(&responses), 1);
     assert_eq!(session_count(&test), 1);
+}
+
+#[tokio::test]
+async fn concurrent_code_guesses_stay_within_ip_limit() {
+    let mut test = TestApp::new();
+    let user_id = totp_user(&test, "pavla", RFC_KEY).await;
+    let mut challenge_ids = Vec::new();
+    for _ in 0..8 {
+        challenge_ids.push(start_challenge(&test, "pavla", "totp").await);
+    }
+    test.app.store = Arc::new(YieldingStore(test.store.clone()));
+    let wrong = wrong_totp_code(RFC_KEY, test.clock.now());
+    let bodies: Vec<String> = challenge_ids
+        .iter()
+        .flat_map(|challenge_id| {
+            std::iter::repeat_n(json!({ "challenge_id": challenge_id, "code": wrong }).to_string(), 5)
+        })
+        .collect();
+
+    let responses = join_all(
+        bodies
+            .iter()
+            .map(|body| call_from(&test, "/login/otp/verify", body, "192.0.2.40", &[])),
+    )
+    .await;
+
+    let codes: Vec<String> = responses
+        .iter()
+        .map(|response| body_of(response)["error"].to_string())
+        .collect();
+    assert_eq!(
+        codes.iter().filter(|code| code.contains("invalid_code")).count(),
+        30,
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes.iter().filter(|code| code.contains("rate_limited")).count(),
+        10,
+        "{codes:?}"
+    );
+    assert_eq!(load_user(&test, &user_id).await.factor_failures, 30);
 }
 
 // ---------------------------------------------------------------------------------------------

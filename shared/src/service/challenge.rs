@@ -13,6 +13,9 @@
 //!   session, so of concurrent verifications of one valid code exactly one gets a session. For
 //!   TOTP the same transaction raises the device's `last_step`, so a code is never accepted twice.
 //! - A wrong or malformed code counts against the user's second-factor lockout as well.
+//! - Each verification takes a place among the source IP's [`CODE_FAILURE_LIMIT_PER_IP`] failed
+//!   codes before the code is compared, and gives it back unless it ends as `invalid_code`, so
+//!   concurrent guesses from one address cannot all pass the limit before any of them fails.
 
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -334,7 +337,7 @@ async fn verify_in_span(app: &App, request: &ApiRequest, method: Method) -> Resu
         );
         return Err(locked);
     }
-    rate_limit::check(
+    let place = rate_limit::reserve(
         app,
         CODE_FAILURE_SCOPE,
         &request.source_ip,
@@ -343,12 +346,30 @@ async fn verify_in_span(app: &App, request: &ApiRequest, method: Method) -> Resu
     )
     .await?;
 
+    let outcome = check_code(&attempt, &challenge, &body.code).await;
+    if !matches!(outcome, Err(AppError::InvalidCode { .. })) {
+        rate_limit::release(
+            app,
+            CODE_FAILURE_SCOPE,
+            &request.source_ip,
+            place,
+            CODE_FAILURE_WINDOW_SECONDS,
+        )
+        .await;
+    }
+    outcome
+}
+
+/// Counts the attempt on the challenge, then compares the code and completes the challenge when
+/// it matches.
+async fn check_code(attempt: &Attempt<'_>, challenge: &Challenge, code: &str) -> Result<ApiResponse, AppError> {
+    let app = attempt.app;
     let challenge = count_attempt(app, &challenge.challenge_id).await?;
-    let Ok(code) = SixDigitCode::parse(&body.code) else {
+    let Ok(code) = SixDigitCode::parse(code) else {
         return Err(attempt.reject("malformed_code", Some("code")).await);
     };
 
-    match method {
+    match attempt.method {
         Method::Sms => {
             if !matches_stored_hash(app, &challenge, &code) {
                 return Err(attempt.reject("wrong_code", None).await);
@@ -356,8 +377,8 @@ async fn verify_in_span(app: &App, request: &ApiRequest, method: Method) -> Resu
             attempt.complete(&challenge, None).await
         }
         Method::Totp => {
-            let device = state.otp.as_ref().ok_or(AppError::ChallengeExpired)?;
-            match verify_totp(app, &state.user.user_id, device, &code)? {
+            let device = attempt.state.otp.as_ref().ok_or(AppError::ChallengeExpired)?;
+            match verify_totp(app, attempt.user_id(), device, &code)? {
                 Some(step) => attempt.complete(&challenge, Some((device, step))).await,
                 None => Err(attempt.reject("wrong_code", None).await),
             }
@@ -508,7 +529,7 @@ impl Attempt<'_> {
         audit::put(self.app, self.user_id(), self.audit_entry(outcome, detail)).await
     }
 
-    /// Records a failed attempt against the user's lockout and the source IP, audits it, and returns
+    /// Records a failed attempt against the user's lockout, audits it, and returns
     /// `invalid_code`, or the store error that kept the failure from being recorded.
     async fn reject(&self, reason: &'static str, field: Option<&str>) -> AppError {
         match self.record_failure(reason).await {
@@ -522,19 +543,6 @@ impl Attempt<'_> {
     async fn record_failure(&self, reason: &'static str) -> Result<(), AppError> {
         let failure = lockout::record_failure(self.app, self.user_id(), Counter::SecondFactor).await?;
         self.audit("failure", Some(reason)).await?;
-        let recorded = rate_limit::check_and_record(
-            self.app,
-            CODE_FAILURE_SCOPE,
-            &self.request.source_ip,
-            CODE_FAILURE_LIMIT_PER_IP,
-            CODE_FAILURE_WINDOW_SECONDS,
-        )
-        .await;
-        match recorded {
-            // A full window already blocks the next attempt from this address.
-            Ok(()) | Err(AppError::RateLimited { .. }) => {}
-            Err(error) => return Err(error),
-        }
         tracing::info!(
             outcome = "failure",
             reason,

@@ -10,11 +10,19 @@
 //! counted. The count is incremented with an atomic `ADD` and returned by the same request. The lock
 //! time only ever grows, through a condition on the stored value, so concurrent failures cannot
 //! shorten a lock.
+//!
+//! A username that belongs to no user has a password counter of its own, on the item
+//! `LOGINFAIL#<keyed hash of the lower-case username>` / `LOGINFAIL`, with the same attributes and
+//! the same rules. Otherwise ten wrong passwords would tell a real username (locked, 429) from an
+//! unknown one (still 401). The item expires [`UNKNOWN_USERNAME_RETENTION_DAYS`] after its last
+//! failure.
+
+use serde::Deserialize;
 
 use super::App;
 use crate::error::AppError;
-use crate::model::{user_attr, User};
-use crate::store::{from_item, Condition, StoreError, Update, Write};
+use crate::model::{user_attr, User, DAY};
+use crate::store::{from_item, Condition, Key, StoreError, Update, Write, EXPIRES_AT};
 
 /// Consecutive failures that start a lock.
 pub const LOCK_THRESHOLD: i64 = 10;
@@ -26,6 +34,21 @@ pub const FIRST_DELAY_SECONDS: i64 = 60;
 pub const MAX_DELAY_SECONDS: i64 = 60 * 60;
 /// The "locked until" value of a lock that only an admin reset ends.
 pub const LOCKED_UNTIL_RESET: i64 = i64::MAX;
+/// Days the password counter of an unknown username is kept after its last failure.
+pub const UNKNOWN_USERNAME_RETENTION_DAYS: i64 = 30;
+
+const UNKNOWN_USERNAME_HASH_PURPOSE: &str = "unknown-username";
+
+/// The failure counts of a user item or an unknown username's item.
+#[derive(Debug, Default, Deserialize)]
+struct Counters {
+    #[serde(default)]
+    password_failures: i64,
+    #[serde(default)]
+    password_locked_until: i64,
+    #[serde(default)]
+    factor_failures: i64,
+}
 
 /// A failure counter of a user: the password or the second factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +87,13 @@ impl Counter {
             Counter::SecondFactor => user.factor_failures,
         }
     }
+
+    fn failures_of(self, counters: &Counters) -> i64 {
+        match self {
+            Counter::Password => counters.password_failures,
+            Counter::SecondFactor => counters.factor_failures,
+        }
+    }
 }
 
 /// Computes the lock delay, in seconds from the last failure, that `failures` consecutive failures
@@ -96,7 +126,10 @@ pub fn locked_until_after(failures: i64, now: i64) -> i64 {
 /// not. The error carries the seconds until the lock ends as `Retry-After`, except for a lock that
 /// only an admin reset ends, where waiting does not help.
 pub fn check(user: &User, counter: Counter, now: i64) -> Result<(), AppError> {
-    let locked_until = counter.locked_until(user);
+    check_locked_until(counter.locked_until(user), now)
+}
+
+fn check_locked_until(locked_until: i64, now: i64) -> Result<(), AppError> {
     if locked_until <= now {
         return Ok(());
     }
@@ -120,14 +153,48 @@ pub struct Failure {
 /// with a condition that it grows, so of two concurrent failures the later lock wins. A store
 /// failure is returned, so a failure that cannot be recorded fails the request.
 pub async fn record_failure(app: &App, user_id: &str, counter: Counter) -> Result<Failure, AppError> {
-    let key = User::key(user_id);
     let update = Update::new().add(counter.failures_attribute(), 1);
-    let item = app
-        .store
-        .update_returning(&key, update, Some(Condition::Exists))
-        .await?;
-    let user: User = from_item(item)?;
-    let failures = counter.failures(&user);
+    record_failure_on(app, User::key(user_id), counter, update, Some(Condition::Exists)).await
+}
+
+/// Returns `too_many_attempts` while the password counter of a username that belongs to no user
+/// is locked, exactly as [`check`] does for a user.
+pub async fn check_unknown_username(app: &App, username: &str) -> Result<(), AppError> {
+    let Some(item) = app.store.get(&unknown_username_key(app, username)).await? else {
+        return Ok(());
+    };
+    let counters: Counters = from_item(item)?;
+    check_locked_until(counters.password_locked_until, app.now())
+}
+
+/// Records a wrong password for a username that belongs to no user, with the rules of
+/// [`record_failure`], creating the counter on its first failure.
+pub async fn record_unknown_username_failure(app: &App, username: &str) -> Result<Failure, AppError> {
+    let update = Update::new()
+        .add(Counter::Password.failures_attribute(), 1)
+        .set(EXPIRES_AT, app.now() + UNKNOWN_USERNAME_RETENTION_DAYS * DAY);
+    let key = unknown_username_key(app, username);
+    record_failure_on(app, key, Counter::Password, update, None).await
+}
+
+fn unknown_username_key(app: &App, username: &str) -> Key {
+    let hash = app
+        .keys
+        .keyed_hash(UNKNOWN_USERNAME_HASH_PURPOSE, username.to_lowercase().as_bytes());
+    Key::new(format!("LOGINFAIL#{hash}"), "LOGINFAIL")
+}
+
+/// Applies `update`, which adds 1 to the failures of `counter`, then starts or extends the lock.
+async fn record_failure_on(
+    app: &App,
+    key: Key,
+    counter: Counter,
+    update: Update,
+    condition: Option<Condition>,
+) -> Result<Failure, AppError> {
+    let item = app.store.update_returning(&key, update, condition).await?;
+    let counters: Counters = from_item(item)?;
+    let failures = counter.failures_of(&counters);
 
     let locked_until = locked_until_after(failures, app.now());
     if locked_until == 0 {

@@ -1,12 +1,16 @@
 //! `POST /login`: the password step.
 //!
 //! Checks, in order:
-//! 1. the source IP address is below [`PASSWORD_FAILURE_LIMIT_PER_IP`] failed logins in
-//!    [`PASSWORD_FAILURE_WINDOW_SECONDS`], else `rate_limited`;
-//! 2. the username exists, else a dummy password hash is verified and the response is the same
-//!    `invalid_credentials` as for a wrong password;
-//! 3. the user's password lockout is not active, else `too_many_attempts` without a password check;
-//! 4. the password is correct, else the failure is counted and the response is `invalid_credentials`.
+//! 1. the source IP address has a free place among [`PASSWORD_FAILURE_LIMIT_PER_IP`] failed logins
+//!    in [`PASSWORD_FAILURE_WINDOW_SECONDS`], else `rate_limited`. The attempt takes the place at
+//!    once and gives it back unless it ends as `invalid_credentials`, so concurrent requests from
+//!    one address cannot all pass this check before any of them fails;
+//! 2. the password lockout of the username is not active, else `too_many_attempts` without a
+//!    password check. A username that belongs to no user has a lockout of its own with the same
+//!    rules (see [`lockout`]), so a lock does not reveal that a username exists;
+//! 3. the username exists and the password is correct, else the failure is counted and the
+//!    response is `invalid_credentials`. For an unknown username a dummy password hash is verified,
+//!    so that both cases take about the same time.
 //!
 //! After a correct password the login continues with a challenge of the user's login method, an
 //! enrollment session when 2FA is on but no factor is active, or a full session for a sub-account
@@ -50,10 +54,7 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, AppEr
 
 async fn login_in_span(app: &App, request: &ApiRequest) -> Result<ApiResponse, AppError> {
     let body: LoginRequest = request.json()?;
-    // NOTE: the failure is recorded after the password check, so requests that arrive together
-    // all pass this check and one source IP can exceed the limit by the number of its concurrent
-    // requests. The per-user lockout still bounds guesses against any one account.
-    rate_limit::check(
+    let place = rate_limit::reserve(
         app,
         PASSWORD_FAILURE_SCOPE,
         &request.source_ip,
@@ -62,24 +63,27 @@ async fn login_in_span(app: &App, request: &ApiRequest) -> Result<ApiResponse, A
     )
     .await?;
 
+    let outcome = check_credentials(app, request, &body).await;
+    if !matches!(outcome, Err(AppError::InvalidCredentials)) {
+        rate_limit::release(
+            app,
+            PASSWORD_FAILURE_SCOPE,
+            &request.source_ip,
+            place,
+            PASSWORD_FAILURE_WINDOW_SECONDS,
+        )
+        .await;
+    }
+    outcome
+}
+
+async fn check_credentials(app: &App, request: &ApiRequest, body: &LoginRequest) -> Result<ApiResponse, AppError> {
     let state = match validate_username(&body.username) {
         Ok(()) => users::find_by_username(app, &body.username).await?,
         Err(_) => None,
     };
     let Some(state) = state else {
-        // The same work and the same response as for a wrong password, so the response does not
-        // reveal whether the username exists.
-        // NOTE: a wrong password of a real user also writes its failure count and an audit record,
-        // two store round trips more than this branch. The argon2 check dominates the time, but
-        // many timed samples may still tell the two apart.
-        check_password(&body.password, None).await?;
-        record_ip_failure(app, request).await?;
-        tracing::info!(
-            outcome = "failure",
-            reason = "unknown_username",
-            "password step rejected"
-        );
-        return Err(AppError::InvalidCredentials);
+        return reject_unknown_username(app, body).await;
     };
 
     let user_id = state.user.user_id.as_str();
@@ -93,7 +97,6 @@ async fn login_in_span(app: &App, request: &ApiRequest) -> Result<ApiResponse, A
     if !check_password(&body.password, Some(&state.user.password_hash)).await? {
         let failure = lockout::record_failure(app, user_id, Counter::Password).await?;
         audit::put(app, user_id, entry("failure", &request.source_ip)).await?;
-        record_ip_failure(app, request).await?;
         tracing::info!(
             outcome = "failure",
             reason = "wrong_password",
@@ -105,6 +108,33 @@ async fn login_in_span(app: &App, request: &ApiRequest) -> Result<ApiResponse, A
     }
 
     continue_after_password(app, request, &state).await
+}
+
+/// Rejects a username that belongs to no user with the checks, the work and the responses of a
+/// wrong password, so that neither the answer nor a lock reveals whether the username exists.
+async fn reject_unknown_username(app: &App, body: &LoginRequest) -> Result<ApiResponse, AppError> {
+    // NOTE: a wrong password of a real user also writes an audit record, one store round trip
+    // more than this branch. The argon2 check dominates the time, but many timed samples may
+    // still tell the two apart.
+    if let Err(locked) = lockout::check_unknown_username(app, &body.username).await {
+        tracing::info!(
+            outcome = "locked",
+            reason = "unknown_username_locked",
+            "password step rejected"
+        );
+        return Err(locked);
+    }
+
+    check_password(&body.password, None).await?;
+    let failure = lockout::record_unknown_username_failure(app, &body.username).await?;
+    tracing::info!(
+        outcome = "failure",
+        reason = "unknown_username",
+        failures = failure.failures,
+        is_locked = failure.locked_until > 0,
+        "password step rejected"
+    );
+    Err(AppError::InvalidCredentials)
 }
 
 /// Checks a password against a PHC hash, or against the dummy hash when there is none (and then
@@ -132,23 +162,6 @@ fn entry<'a>(outcome: &'a str, source_ip: &'a str) -> AuditEntry<'a> {
         method: None,
         source_ip,
         detail: None,
-    }
-}
-
-/// Counts a failed login of the source IP address. A full window is not an error here, because
-/// this attempt has failed anyway and the check before the next attempt rejects it.
-async fn record_ip_failure(app: &App, request: &ApiRequest) -> Result<(), AppError> {
-    let recorded = rate_limit::check_and_record(
-        app,
-        PASSWORD_FAILURE_SCOPE,
-        &request.source_ip,
-        PASSWORD_FAILURE_LIMIT_PER_IP,
-        PASSWORD_FAILURE_WINDOW_SECONDS,
-    )
-    .await;
-    match recorded {
-        Ok(()) | Err(AppError::RateLimited { .. }) => Ok(()),
-        Err(error) => Err(error),
     }
 }
 

@@ -7,8 +7,13 @@
 //!
 //! Recording is a read followed by a write conditional on the version that was read, or on the
 //! item being absent. So two concurrent requests cannot both take the last free place. The loser
-//! reads again and retries a few times. If it keeps losing, it gets `rate_limited` when the winners
-//! filled the window, else 503.
+//! reads again and retries. Every round has a winner and a full window ends the retries, so
+//! `limit + 2` rounds are enough for any number of concurrent requests; only a store that keeps
+//! failing conditions for another reason leads to 503.
+//!
+//! A limit on failures records the attempt before its outcome is known ([`reserve`]) and gives
+//! the place back when the attempt succeeds ([`release`]). Checking first and recording after the
+//! failure would let every request that arrives together pass the check.
 //!
 //! Subjects are stored only as keyed hashes, so the table never contains a phone number or an IP
 //! address in a key.
@@ -19,8 +24,11 @@ use super::App;
 use crate::error::AppError;
 use crate::store::{from_item, to_item, Condition, Key, StoreError, Write};
 
-/// How many times a recording retries after losing a race to a concurrent one.
-const MAX_WRITE_ATTEMPTS: usize = 5;
+/// Rounds of read and conditional write beyond `limit` before a contended recording gives up.
+const EXTRA_WRITE_ATTEMPTS: usize = 2;
+/// Rounds of read and conditional write before a contended release gives up. A release competes
+/// with the recordings of a window, which are at most as many as the largest limit in use.
+const MAX_RELEASE_ATTEMPTS: usize = 64;
 
 /// The stored window of one subject.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,9 +92,21 @@ pub async fn check_and_record(
     limit: usize,
     window_seconds: i64,
 ) -> Result<(), AppError> {
+    reserve(app, scope, subject, limit, window_seconds).await.map(drop)
+}
+
+/// Records one event like [`check_and_record`] and returns its time, which [`release`] takes to
+/// give the place back.
+pub async fn reserve(
+    app: &App,
+    scope: &str,
+    subject: &str,
+    limit: usize,
+    window_seconds: i64,
+) -> Result<i64, AppError> {
     let key = window_key(app, scope, subject);
 
-    for _ in 0..MAX_WRITE_ATTEMPTS {
+    for _ in 0..limit.saturating_add(EXTRA_WRITE_ATTEMPTS) {
         let now = app.now();
         let stored = read_window(app, &key, window_seconds, now).await?;
         let read_version = stored.as_ref().map(|window| window.version);
@@ -114,7 +134,7 @@ pub async fn check_and_record(
             })
             .await
         {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(now),
             Err(StoreError::ConditionFailed { .. } | StoreError::TransactionConflict) => continue,
             Err(error) => return Err(error.into()),
         }
@@ -127,6 +147,50 @@ pub async fn check_and_record(
     ensure_room(&window.events, limit, window_seconds, now)?;
     tracing::warn!(scope, "rate limit window stayed contended after retries");
     Err(AppError::unavailable(format!("rate limit window {scope} is contended")))
+}
+
+/// Gives back the place of the event that [`reserve`] recorded at `at`, because the attempt it
+/// stood for succeeded. An event that has left the window, or a window that is gone, needs nothing.
+///
+/// The place is only given back on a best-effort basis: when the store fails or the window stays
+/// contended, the event keeps counting until it leaves the window, which errs on the side of the
+/// limit. The failure is logged.
+pub async fn release(app: &App, scope: &str, subject: &str, at: i64, window_seconds: i64) {
+    let key = window_key(app, scope, subject);
+    let outcome = remove_event(app, &key, at, window_seconds).await;
+    if let Err(error) = outcome {
+        tracing::warn!(scope, error = %error, "rate limit place not given back");
+    }
+}
+
+async fn remove_event(app: &App, key: &Key, at: i64, window_seconds: i64) -> Result<(), AppError> {
+    for _ in 0..MAX_RELEASE_ATTEMPTS {
+        let now = app.now();
+        let Some(mut window) = read_window(app, key, window_seconds, now).await? else {
+            return Ok(());
+        };
+        let Some(position) = window.events.iter().position(|&event| event == at) else {
+            return Ok(());
+        };
+        window.events.remove(position);
+
+        let read_version = window.version;
+        window.version += 1;
+        let condition = Condition::And(vec![Condition::Exists, Condition::equals("version", read_version)]);
+        match app
+            .store
+            .write(Write::Put {
+                item: to_item(key, &window)?,
+                condition: Some(condition),
+            })
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(StoreError::ConditionFailed { .. } | StoreError::TransactionConflict) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(AppError::unavailable("rate limit window stayed contended"))
 }
 
 #[cfg(test)]
