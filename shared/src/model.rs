@@ -413,6 +413,10 @@ pub struct OutboxRecord {
     /// For a change of the Security contact: the previous holder, who is notified as well.
     #[serde(default)]
     pub previous_contact: Option<Recipient>,
+    /// Who receives the email, fixed when the change was made. Empty in records written before
+    /// recipients were stored, whose recipients the notifier resolves when it sends.
+    #[serde(default)]
+    pub recipients: Vec<Recipient>,
     pub expires_at: i64,
 }
 

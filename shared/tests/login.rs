@@ -535,6 +535,30 @@ async fn unknown_username_locks_like_a_real_one() {
 }
 
 #[tokio::test]
+async fn probes_of_locked_username_count_per_ip() {
+    let test = TestApp::new();
+    sms_user(&test, "quido").await;
+    for _ in 0..10 {
+        login(&test, "quido", "wrong password!!").await;
+    }
+    let probe = json!({ "username": "quido", "password": "wrong password!!" }).to_string();
+
+    for _ in 0..30 {
+        assert_error(
+            &call_from(&test, "/login", &probe, "192.0.2.50", &[]).await,
+            429,
+            "too_many_attempts",
+        );
+    }
+
+    assert_error(
+        &call_from(&test, "/login", &probe, "192.0.2.50", &[]).await,
+        429,
+        "rate_limited",
+    );
+}
+
+#[tokio::test]
 async fn unknown_username_counter_holds_no_username() {
     let test = TestApp::new();
 
@@ -730,6 +754,25 @@ async fn failed_sms_send_leaves_no_challenge() {
     assert_error(&response, 503, "service_unavailable");
     assert!(retry_after(&response).is_some());
     assert_eq!(challenge_count(&test), 0);
+}
+
+#[tokio::test]
+async fn failed_resend_can_be_retried_at_once() {
+    let test = TestApp::new();
+    sms_user(&test, "petra").await;
+    let challenge_id = start_challenge(&test, "petra", "sms").await;
+    test.clock.advance(30);
+
+    test.outbox.set_failing(true);
+    let failed = resend(&test, &challenge_id).await;
+    test.outbox.set_failing(false);
+    let retried = resend(&test, &challenge_id).await;
+
+    assert_error(&failed, 503, "service_unavailable");
+    assert_eq!(retried.status, 200, "body {}", retried.body);
+    assert_eq!(load_challenge(&test, &challenge_id).await.resends, 1);
+    let code = latest_sms_code(&test);
+    assert_eq!(verify_sms(&test, &challenge_id, &code).await.status, 200);
 }
 
 // ---------------------------------------------------------------------------------------------

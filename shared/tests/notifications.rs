@@ -7,10 +7,10 @@
 use serde_json::Value;
 use tokio::sync::broadcast::Receiver;
 use twofa_core::http::ApiResponse;
-use twofa_core::model::{Language, NotificationEvent, OutboxRecord, SessionKind};
+use twofa_core::model::{Language, Method, NotificationEvent, OutboxRecord, SessionKind};
 use twofa_core::ports::SentMessage;
 use twofa_core::secret::SecretBytes;
-use twofa_core::service::{notifier, provisioning, sessions, users};
+use twofa_core::service::{audit, notifier, provisioning, sessions, users};
 use twofa_core::store::{from_item, Item};
 use twofa_core::testing::{find_code, TestApp};
 use twofa_core::totp::{self, TotpParams};
@@ -405,6 +405,81 @@ async fn admin_reset() {
             .any(|email| email.body.contains("Made by: an administrator")),
         "{sent:?}"
     );
+}
+
+#[tokio::test]
+async fn admin_added_sms_is_notified_and_ends_sessions() {
+    let mut world = World::new().await;
+
+    provisioning::admin_add_sms(&world.test.app, "carol", OTHER_PHONE)
+        .await
+        .unwrap();
+
+    let sent = world
+        .assert_notified(NotificationEvent::SmsNumberVerified, &World::carol_recipients())
+        .await;
+    assert!(sent.iter().all(|email| email.body.contains("administr")), "{sent:?}");
+    let after = world.test.call("GET", "/security", Some(&world.carol_token), "").await;
+    assert_eq!(
+        after.status, 401,
+        "the admin change ends carol's sessions: {}",
+        after.body
+    );
+    let records = audit::list(&world.test.app, &world.carol, 10).await.unwrap();
+    assert!(
+        records.iter().any(|record| record.event == "admin_sms_added"),
+        "{records:?}"
+    );
+}
+
+#[tokio::test]
+async fn admin_added_otp_device_is_notified_and_ends_sessions() {
+    let mut world = World::new().await;
+
+    let (_, method) = provisioning::admin_add_totp(&world.test.app, "carol", &SecretBytes::new(vec![7; 20]))
+        .await
+        .unwrap();
+
+    assert_eq!(method, Method::Totp);
+    world
+        .assert_notified(NotificationEvent::OtpDeviceActivated, &World::carol_recipients())
+        .await;
+    let after = world.test.call("GET", "/security", Some(&world.carol_token), "").await;
+    assert_eq!(
+        after.status, 401,
+        "the admin change ends carol's sessions: {}",
+        after.body
+    );
+    let records = audit::list(&world.test.app, &world.carol, 10).await.unwrap();
+    assert!(
+        records.iter().any(|record| record.event == "admin_otp_device_added"),
+        "{records:?}"
+    );
+}
+
+#[tokio::test]
+async fn later_contact_change_keeps_earlier_recipients() {
+    let mut world = World::new().await;
+    provisioning::reset_two_factor(&world.test.app, "carol").await.unwrap();
+    let reset_items = world.take_inserts();
+    provisioning::set_security_contact(
+        &world.test.app,
+        &world.account_a,
+        "New Security",
+        "new-security@example.org",
+        Language::En,
+    )
+    .await
+    .unwrap();
+
+    // The reset is delivered only now, after the contact changed: it still goes to the contact
+    // that was in place when it happened.
+    let failed = notifier::notify_pending(&world.test.app, &reset_items).await;
+
+    assert!(failed.is_empty());
+    let mut recipients: Vec<String> = world.new_emails().into_iter().map(|email| email.to).collect();
+    recipients.sort_unstable();
+    assert_eq!(recipients, [SUB_A, CONTACT_A]);
 }
 
 #[tokio::test]

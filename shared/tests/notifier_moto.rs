@@ -178,3 +178,137 @@ async fn change_reaches_ses_once_after_failure() {
         assert!(!body.contains(&token), "{body}");
     }
 }
+
+/// Returns the stream ARN, shard id and (sequence number, partition key, event name) of every
+/// record of the table's stream, read directly with the DynamoDB Streams API.
+async fn stream_records(
+    streams: &aws_sdk_dynamodbstreams::Client,
+    table: &str,
+) -> (String, String, Vec<(String, String, String)>) {
+    use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
+
+    let listed = streams.list_streams().table_name(table).send().await.unwrap();
+    let stream_arn = listed.streams()[0].stream_arn().unwrap().to_owned();
+    let described = streams.describe_stream().stream_arn(&stream_arn).send().await.unwrap();
+    let shard_id = described.stream_description().unwrap().shards()[0]
+        .shard_id()
+        .unwrap()
+        .to_owned();
+    let iterator = streams
+        .get_shard_iterator()
+        .stream_arn(&stream_arn)
+        .shard_id(&shard_id)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap();
+    let page = streams
+        .get_records()
+        .shard_iterator(iterator.shard_iterator().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let records = page
+        .records()
+        .iter()
+        .map(|record| {
+            let change = record.dynamodb().unwrap();
+            let pk = match change.keys().unwrap().get("pk") {
+                Some(AttributeValue::S(pk)) => pk.clone(),
+                other => panic!("partition key {other:?}"),
+            };
+            let event_name = record.event_name().unwrap().as_str().to_owned();
+            (change.sequence_number().unwrap().to_owned(), pk, event_name)
+        })
+        .collect();
+    (stream_arn, shard_id, records)
+}
+
+/// Builds the body of the message that Lambda puts on the on-failure queue for a stream batch.
+fn failure_message(stream_arn: &str, shard_id: &str, start: &str, end: &str) -> String {
+    serde_json::json!({
+        "requestContext": { "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 11 },
+        "version": "1.0",
+        "DDBStreamBatchInfo": {
+            "shardId": shard_id,
+            "startSequenceNumber": start,
+            "endSequenceNumber": end,
+            "batchSize": 3,
+            "streamArn": stream_arn,
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn failed_batch_is_redelivered_once() {
+    use twofa_core::aws::failed_batch::{outbox_event_ids, parse_failure_message};
+    use twofa_core::service::notifier;
+
+    let Some(moto) = moto_url("failed_batch_is_redelivered_once") else {
+        return;
+    };
+    let suffix = unique_suffix();
+    let sdk = twofa_core::aws::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = format!("twofa-redeliver-{suffix}");
+    DynamoStore::create_table(&dynamodb, &table).await.unwrap();
+    let sender = format!("security@redeliver-{suffix}.example.net");
+    let ses = aws_sdk_sesv2::Client::new(&sdk);
+    let mut test = TestApp::new();
+    test.app.store = Arc::new(DynamoStore::new(dynamodb, &table, test.clock.clone()));
+    test.app.mailer = Arc::new(SesMailer::new(ses.clone(), sender.clone()));
+
+    let (account_id, _) = test.create_main_user(&format!("dana-{suffix}"), PASSWORD).await;
+    let erik = test
+        .create_sub_user(&account_id, &format!("erik-{suffix}"), PASSWORD, true)
+        .await;
+    let token = login(&test, &erik).await;
+    let response = test
+        .call("PUT", "/security/two-factor", Some(&token), r#"{"enabled": false}"#)
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+
+    let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
+    let (stream_arn, shard_id, records) = stream_records(&streams, &table).await;
+    let outbox_position = records
+        .iter()
+        .position(|(_, pk, event_name)| pk.starts_with("OUTBOX#") && event_name == "INSERT")
+        .expect("the change wrote an outbox record");
+    let first = &records[0].0;
+    let last = &records[records.len() - 1].0;
+
+    let whole = parse_failure_message(&failure_message(&stream_arn, &shard_id, first, last)).unwrap();
+    let event_ids = outbox_event_ids(&streams, &whole).await.unwrap();
+    assert_eq!(event_ids.len(), 1, "{records:?}");
+    assert_eq!(records[outbox_position].1, format!("OUTBOX#{}", event_ids[0]));
+    if outbox_position > 0 {
+        let before = &records[outbox_position - 1].0;
+        let earlier = parse_failure_message(&failure_message(&stream_arn, &shard_id, first, before)).unwrap();
+        assert!(outbox_event_ids(&streams, &earlier).await.unwrap().is_empty());
+    }
+
+    // The sender is not verified yet, so SES rejects the emails and nothing is marked.
+    assert!(notifier::redeliver(&test.app, &event_ids[0]).await.is_err());
+    assert!(sent_by(&moto, &sender).await.is_empty());
+
+    ses.create_email_identity()
+        .email_identity(&sender)
+        .send()
+        .await
+        .unwrap();
+    notifier::redeliver(&test.app, &event_ids[0]).await.unwrap();
+    notifier::redeliver(&test.app, &event_ids[0]).await.unwrap();
+
+    let sent = sent_by(&moto, &sender).await;
+    let mut recipients: Vec<&str> = sent.iter().map(|(to, _, _)| to.as_str()).collect();
+    recipients.sort_unstable();
+    let dana_email = format!("dana-{suffix}@example.com");
+    let erik_email = format!("erik-{suffix}@example.com");
+    let mut expected = vec![dana_email.as_str(), erik_email.as_str()];
+    expected.sort_unstable();
+    assert_eq!(recipients, expected, "exactly one email per recipient");
+
+    let unknown = notifier::redeliver(&test.app, "no-such-event").await.unwrap_err();
+    assert_eq!(unknown.code(), "not_found");
+}

@@ -355,7 +355,19 @@ async fn totp_login_end_to_end_on_moto() {
         Some(password),
     );
     assert_eq!(user["two_factor_enabled"], true);
-    let added = run.admin_ok(&["add-totp", "--username", &username, "--secret", &secret], None);
+    let mut process = run
+        .admin_command(&["add-totp", "--username", &username, "--secret-stdin"], None)
+        .spawn()
+        .expect("twofa-admin runs");
+    process
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(format!("{secret}\n").as_bytes())
+        .expect("writes the secret");
+    let output = process.wait_with_output().expect("twofa-admin finishes");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let added: Value = serde_json::from_slice(&output.stdout).expect("add-totp prints JSON");
     assert_eq!(added["login_method"], "totp");
 
     let (status, challenge) = run
@@ -462,6 +474,19 @@ async fn admin_commands_on_moto() {
     let unknown = run.admin(&["reset-2fa", "--username", "e2e-nobody"], None);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("not found"));
+    let no_records = run.admin(&["redeliver"], None);
+    assert_eq!(
+        no_records.status.code(),
+        Some(2),
+        "clap rejects redeliver without records"
+    );
+    let unknown_record = run.admin(&["redeliver", "--event-id", "e2e-no-such-event"], None);
+    assert!(!unknown_record.status.success());
+    let stderr = String::from_utf8_lossy(&unknown_record.stderr);
+    assert!(
+        stderr.contains("e2e-no-such-event") && stderr.contains("no outbox record"),
+        "{stderr}"
+    );
 
     // --password-stdin: the new password works and the old one no longer does.
     let mut process = run
@@ -532,7 +557,12 @@ async fn admin_commands_on_moto() {
     );
 
     let records = audit_records(&run, &main);
-    for event in ["user_created", "security_contact_set", "two_factor_reset"] {
+    for event in [
+        "user_created",
+        "security_contact_set",
+        "admin_sms_added",
+        "two_factor_reset",
+    ] {
         assert!(
             records.iter().any(|record| record["event"] == event),
             "{event} audited: {records:?}"

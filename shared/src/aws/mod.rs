@@ -3,6 +3,7 @@
 //! The DynamoDB adapter is [`crate::store::dynamo`].
 
 pub mod bootstrap;
+pub mod failed_batch;
 pub mod secrets;
 pub mod ses;
 pub mod sns;

@@ -247,13 +247,37 @@ async fn resend_sms_in_span(app: &App, request: &ApiRequest) -> Result<ApiRespon
         Err(error) => return Err(error.into()),
     }
 
-    sms_delivery::send_code(app, &phone, &state.user, &request.source_ip, &code, SmsPurpose::Login).await?;
+    let sent = sms_delivery::send_code(app, &phone, &state.user, &request.source_ip, &code, SmsPurpose::Login).await;
+    if let Err(error) = sent {
+        give_back_resend(app, &challenge, now).await;
+        return Err(error);
+    }
     tracing::info!(
         outcome = "resent",
         resends = challenge.resends + 1,
         "login SMS code resent"
     );
     Ok(challenge_response(&challenge, Some(phone.masked())))
+}
+
+/// Undoes the count and the send time of a resend whose SMS was not sent, so the user can retry at
+/// once. The code hash stays, because an SMS that failed with an error may still arrive. The
+/// update applies only while no later resend happened; a failure is logged, and then the resend
+/// stays counted.
+async fn give_back_resend(app: &App, challenge: &Challenge, sent_at: i64) {
+    let write = Write::Update {
+        key: Challenge::key(&challenge.challenge_id),
+        update: Update::new()
+            .add(challenge_attr::RESENDS, -1)
+            .set(challenge_attr::LAST_SENT_AT, challenge.last_sent_at),
+        condition: Some(Condition::And(vec![
+            is_open(),
+            Condition::equals(challenge_attr::LAST_SENT_AT, sent_at),
+        ])),
+    };
+    if let Err(error) = app.store.write(write).await {
+        tracing::warn!(error = %error, "resend of a failed SMS not given back");
+    }
 }
 
 /// Explains why the conditional resend update failed, from the challenge as it is now.

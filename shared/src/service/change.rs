@@ -1,12 +1,12 @@
 //! Committing a 2FA change: the change itself, the revocation of the user's other sessions, an
-//! audit record and a notification outbox record, all in one transaction.
+//! audit record and a notification outbox record with its recipients, all in one transaction.
 //!
 //! Revocation bumps the user's session epoch with a condition on the epoch that was read, so two
 //! concurrent changes of one user cannot both commit on the same state: the loser gets 409.
 
 use super::audit::{self, AuditEntry};
 use super::sessions::{self, Authenticated, IssuedSession};
-use super::App;
+use super::{notifier, App};
 use crate::error::AppError;
 use crate::model::{user_attr, Method, NotificationEvent, OutboxRecord, Recipient, SessionKind, User, DAY};
 use crate::store::{to_item, Condition, StoreError, Update, Write};
@@ -35,13 +35,21 @@ impl ChangeError {
     }
 }
 
+/// The notification requested for a change.
+struct Notification {
+    event: NotificationEvent,
+    detail: Option<String>,
+    previous_contact: Option<Recipient>,
+    new_contact: Option<Recipient>,
+}
+
 /// A 2FA change of one user, built up and then committed.
 pub struct Change<'a> {
     app: &'a App,
     auth: &'a Authenticated,
     source_ip: &'a str,
     writes: Vec<Write>,
-    notification: Option<(NotificationEvent, Option<String>, Option<Recipient>)>,
+    notification: Option<Notification>,
     audit_event: &'static str,
     audit_method: Option<Method>,
     new_session: Option<SessionKind>,
@@ -88,13 +96,23 @@ impl<'a> Change<'a> {
 
     /// Notifies the Security contact (and the user) of the change, with safe details.
     pub fn notify(mut self, event: NotificationEvent, detail: Option<String>) -> Self {
-        self.notification = Some((event, detail, None));
+        self.notification = Some(Notification {
+            event,
+            detail,
+            previous_contact: None,
+            new_contact: None,
+        });
         self
     }
 
-    /// Notifies a change of the Security contact, telling the previous holder too.
-    pub fn notify_contact_change(mut self, previous: Option<Recipient>) -> Self {
-        self.notification = Some((NotificationEvent::SecurityContactChanged, None, previous));
+    /// Notifies a change of the Security contact to `new`, telling the previous holder too.
+    pub fn notify_contact_change(mut self, previous: Option<Recipient>, new: Recipient) -> Self {
+        self.notification = Some(Notification {
+            event: NotificationEvent::SecurityContactChanged,
+            detail: None,
+            previous_contact: previous,
+            new_contact: Some(new),
+        });
         self
     }
 
@@ -149,19 +167,26 @@ impl<'a> Change<'a> {
             outcome: "success",
             method: self.audit_method,
             source_ip: self.source_ip,
-            detail: self.notification.as_ref().and_then(|(_, detail, _)| detail.as_deref()),
+            detail: self
+                .notification
+                .as_ref()
+                .and_then(|notification| notification.detail.as_deref()),
         };
         writes.push(audit::record(app, &user.user_id, entry)?);
 
-        if let Some((event, detail, previous_contact)) = self.notification {
-            writes.push(outbox_write(
-                app,
-                user,
-                event,
-                self.source_ip,
-                detail,
-                previous_contact,
-            )?);
+        if let Some(notification) = self.notification {
+            writes.extend(
+                outbox_writes(
+                    app,
+                    user,
+                    notification.event,
+                    self.source_ip,
+                    notification.detail,
+                    notification.previous_contact,
+                    notification.new_contact,
+                )
+                .await?,
+            );
         }
 
         match app.store.transact(writes).await {
@@ -177,15 +202,27 @@ impl<'a> Change<'a> {
     }
 }
 
-/// Builds the outbox record of a change of `user`.
-pub fn outbox_write(
+/// Builds the writes of the notification about a change of `user`. The first is the outbox record,
+/// with its recipients fixed now. A change other than one of the Security contact also gets a
+/// check that the contact read for it is still in place. `new_contact` is the holder that a
+/// contact change stores.
+pub async fn outbox_writes(
     app: &App,
     user: &User,
     event: NotificationEvent,
     source_ip: &str,
     detail: Option<String>,
     previous_contact: Option<Recipient>,
-) -> Result<Write, AppError> {
+    new_contact: Option<Recipient>,
+) -> Result<Vec<Write>, AppError> {
+    let (recipients, contact_check) = notifier::recipients_at_change(
+        app,
+        &user.account_id,
+        &user.user_id,
+        previous_contact.clone(),
+        new_contact,
+    )
+    .await?;
     let now = app.now();
     let event_id = app.new_id();
     let record = OutboxRecord {
@@ -198,10 +235,13 @@ pub fn outbox_write(
         source_ip: source_ip.to_owned(),
         detail,
         previous_contact,
+        recipients,
         expires_at: now + OutboxRecord::RETENTION_DAYS * DAY,
     };
-    Ok(Write::Put {
+    let mut writes = vec![Write::Put {
         item: to_item(&OutboxRecord::key(&event_id), &record)?,
         condition: Some(Condition::NotExists),
-    })
+    }];
+    writes.extend(contact_check);
+    Ok(writes)
 }

@@ -3,8 +3,9 @@
 //! Checks, in order:
 //! 1. the source IP address has a free place among [`PASSWORD_FAILURE_LIMIT_PER_IP`] failed logins
 //!    in [`PASSWORD_FAILURE_WINDOW_SECONDS`], else `rate_limited`. The attempt takes the place at
-//!    once and gives it back unless it ends as `invalid_credentials`, so concurrent requests from
-//!    one address cannot all pass this check before any of them fails;
+//!    once and gives it back only when the password is correct, so concurrent requests from one
+//!    address cannot all pass this check before any of them fails, and probes of locked usernames
+//!    count too;
 //! 2. the password lockout of the username is not active, else `too_many_attempts` without a
 //!    password check. A username that belongs to no user has a lockout of its own with the same
 //!    rules (see [`lockout`]), so a lock does not reveal that a username exists;
@@ -63,21 +64,17 @@ async fn login_in_span(app: &App, request: &ApiRequest) -> Result<ApiResponse, A
     )
     .await?;
 
-    let outcome = check_credentials(app, request, &body).await;
-    if !matches!(outcome, Err(AppError::InvalidCredentials)) {
-        rate_limit::release(
-            app,
-            PASSWORD_FAILURE_SCOPE,
-            &request.source_ip,
-            place,
-            PASSWORD_FAILURE_WINDOW_SECONDS,
-        )
-        .await;
-    }
-    outcome
+    check_credentials(app, request, &body, place).await
 }
 
-async fn check_credentials(app: &App, request: &ApiRequest, body: &LoginRequest) -> Result<ApiResponse, AppError> {
+/// Checks the username and password. `place` is the time of the source IP's place among failed
+/// logins, given back once the password is known to be correct.
+async fn check_credentials(
+    app: &App,
+    request: &ApiRequest,
+    body: &LoginRequest,
+    place: i64,
+) -> Result<ApiResponse, AppError> {
     let state = match validate_username(&body.username) {
         Ok(()) => users::find_by_username(app, &body.username).await?,
         Err(_) => None,
@@ -107,6 +104,14 @@ async fn check_credentials(app: &App, request: &ApiRequest, body: &LoginRequest)
         return Err(AppError::InvalidCredentials);
     }
 
+    rate_limit::release(
+        app,
+        PASSWORD_FAILURE_SCOPE,
+        &request.source_ip,
+        place,
+        PASSWORD_FAILURE_WINDOW_SECONDS,
+    )
+    .await;
     continue_after_password(app, request, &state).await
 }
 

@@ -1,11 +1,12 @@
 //! The notifier: turns outbox records into notification emails.
 //!
 //! A 2FA change writes its outbox record in the same transaction as the change, and the table's
-//! stream delivers the INSERT of that record here. Recipients are resolved when the email is sent.
-//! They are the customer account's Security contact (or, when none is set, the main account
-//! user) and the affected user when that user has an email address of its own. A change of the
-//! Security contact also goes to the previous holder. Addresses are deduplicated
-//! case-insensitively.
+//! stream delivers the INSERT of that record here. Recipients are fixed when the change is made
+//! and stored in the record, so a later change of the Security contact does not redirect an email
+//! about an earlier change. They are the customer account's Security contact (or, when none is
+//! set, the main account user) and the affected user when that user has an email address of its
+//! own. A change of the Security contact goes to the new and the previous holder. Addresses are
+//! deduplicated case-insensitively.
 //!
 //! Each recipient gets one email per outbox record (except in the window of the note below), and
 //! a failed send is retried, never dropped:
@@ -48,21 +49,72 @@ pub fn mark_attribute(address: &str) -> String {
     format!("{MARK_PREFIX}{hex}")
 }
 
-/// Returns who receives the email about `record`, each address once, in the order: Security
-/// contact (or main account user), affected user, previous Security contact.
+/// Returns who receives the email about `record`: the recipients stored with it, or for a record
+/// stored without them, the recipients as they are now.
 pub async fn resolve_recipients(app: &App, record: &OutboxRecord) -> Result<Vec<Recipient>, AppError> {
-    let mut recipients = Vec::new();
+    if !record.recipients.is_empty() {
+        return Ok(record.recipients.clone());
+    }
+    let contact = security_contact::load(app, &record.account_id).await?;
+    let previous_contact = record
+        .previous_contact
+        .clone()
+        .filter(|_| record.event == NotificationEvent::SecurityContactChanged);
+    collect_recipients(
+        app,
+        &record.account_id,
+        &record.user_id,
+        contact.as_ref().map(security_contact::recipient),
+        previous_contact,
+    )
+    .await
+}
 
-    match security_contact::load(app, &record.account_id).await? {
-        Some(contact) => recipients.push(security_contact::recipient(&contact)),
+/// Fixes the recipients of a notification about a change of `user_id` when the change is made.
+///
+/// `new_contact` is the holder that a change of the Security contact stores. Any other change
+/// reads the stored holder and also gets a check of it for its transaction, so that a concurrent
+/// change of the holder fails the transaction instead of leaving this notification addressed to
+/// a replaced holder.
+pub async fn recipients_at_change(
+    app: &App,
+    account_id: &str,
+    user_id: &str,
+    previous_contact: Option<Recipient>,
+    new_contact: Option<Recipient>,
+) -> Result<(Vec<Recipient>, Option<Write>), AppError> {
+    let (contact, check) = match new_contact {
+        Some(contact) => (Some(contact), None),
         None => {
-            if let Some(main) = main_account_recipient(app, &record.account_id).await? {
+            let stored = security_contact::load(app, account_id).await?;
+            let check = security_contact::unchanged_check(account_id, stored.as_ref());
+            (stored.as_ref().map(security_contact::recipient), Some(check))
+        }
+    };
+    let recipients = collect_recipients(app, account_id, user_id, contact, previous_contact).await?;
+    Ok((recipients, check))
+}
+
+/// Lists each address once, in the order: Security contact (or main account user), affected user,
+/// previous Security contact.
+async fn collect_recipients(
+    app: &App,
+    account_id: &str,
+    user_id: &str,
+    contact: Option<Recipient>,
+    previous_contact: Option<Recipient>,
+) -> Result<Vec<Recipient>, AppError> {
+    let mut recipients = Vec::new();
+    match contact {
+        Some(contact) => recipients.push(contact),
+        None => {
+            if let Some(main) = main_account_recipient(app, account_id).await? {
                 recipients.push(main);
             }
         }
     }
 
-    if let Some(state) = users::load(app, &record.user_id).await? {
+    if let Some(state) = users::load(app, user_id).await? {
         if let Some(address) = state.user.email.filter(|address| !address.trim().is_empty()) {
             recipients.push(Recipient {
                 email: address,
@@ -71,10 +123,7 @@ pub async fn resolve_recipients(app: &App, record: &OutboxRecord) -> Result<Vec<
         }
     }
 
-    if record.event == NotificationEvent::SecurityContactChanged {
-        recipients.extend(record.previous_contact.clone());
-    }
-
+    recipients.extend(previous_contact);
     let mut seen = std::collections::HashSet::new();
     recipients.retain(|recipient| seen.insert(recipient.email.trim().to_lowercase()));
     Ok(recipients)
@@ -149,6 +198,21 @@ pub async fn process_outbox_record(app: &App, record: &OutboxRecord) -> Result<(
             }
         }
     }
+}
+
+/// Sends the unsent emails of the stored outbox record `event_id`, as a stream delivery would.
+/// Operators use it for records whose stream batch ended on the on-failure queue.
+///
+/// Errors: `not_found` when no outbox record has that id (it never existed, or expired after 30
+/// days), or the error of [`process_outbox_record`].
+pub async fn redeliver(app: &App, event_id: &str) -> Result<(), AppError> {
+    let item = app
+        .store
+        .get(&OutboxRecord::key(event_id))
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no outbox record has the event id {event_id}")))?;
+    let record: OutboxRecord = from_item(item)?;
+    process_outbox_record(app, &record).await
 }
 
 /// Sets the delivery mark of a sent email. A failure here is logged and not returned: the email

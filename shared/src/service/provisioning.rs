@@ -4,7 +4,7 @@
 //! transaction that creates the user, so two concurrent creations cannot both take it.
 
 use super::audit::{self, AuditEntry};
-use super::change::outbox_write;
+use super::change::outbox_writes;
 use super::security_contact;
 use super::users::{self, UserState};
 use super::App;
@@ -12,8 +12,9 @@ use crate::crypto;
 use crate::error::AppError;
 use crate::model::{
     user_attr, AccountMember, CustomerAccount, Language, Method, NotificationEvent, OtpDevice, PendingOtpDevice,
-    PendingSmsFactor, SmsFactor, User, UsernameClaim,
+    PendingSmsFactor, Recipient, SmsFactor, User, UsernameClaim,
 };
+use crate::phone::PhoneNumber;
 use crate::secret::{SecretBytes, SecretString};
 use crate::store::{to_item, Condition, StoreError, Update, Write};
 use crate::totp::TotpParams;
@@ -247,18 +248,26 @@ pub async fn set_security_contact(
     let account: CustomerAccount = crate::store::from_item(account)?;
     let main = users::load_existing(app, &account.main_user_id).await?;
     let previous = security_contact::load(app, account_id).await?;
-    let writes = vec![
+    let new_contact = Recipient {
+        email: input.email.clone(),
+        language: input.language,
+    };
+    let mut writes = vec![
         security_contact::replace_write(app, account_id, previous.as_ref(), &input)?,
         audit::record(app, &main.user.user_id, admin_entry("security_contact_set"))?,
-        outbox_write(
+    ];
+    writes.extend(
+        outbox_writes(
             app,
             &main.user,
             NotificationEvent::SecurityContactChanged,
             ADMIN_SOURCE,
             None,
             previous.as_ref().map(security_contact::recipient),
-        )?,
-    ];
+            Some(new_contact),
+        )
+        .await?,
+    );
     app.store.transact(writes).await.map_err(|error| match error {
         StoreError::ConditionFailed { .. } => {
             AppError::Conflict("the Security contact changed at the same time; retry".into())
@@ -301,54 +310,136 @@ pub async fn reset_two_factor(app: &App, username: &str) -> Result<(), AppError>
             key: PendingOtpDevice::key(user_id),
             condition: None,
         },
-        audit::record(app, user_id, admin_entry("two_factor_reset"))?,
-        outbox_write(
-            app,
-            &state.user,
-            NotificationEvent::AdminReset,
-            ADMIN_SOURCE,
-            None,
-            None,
-        )?,
     ];
+    commit_admin_change(
+        app,
+        &state.user,
+        writes,
+        "two_factor_reset",
+        NotificationEvent::AdminReset,
+        None,
+    )
+    .await
+}
+
+/// Commits the writes of an administrator's 2FA change of `user` together with its audit record
+/// and its notification.
+async fn commit_admin_change(
+    app: &App,
+    user: &User,
+    mut writes: Vec<Write>,
+    audit_event: &'static str,
+    event: NotificationEvent,
+    detail: Option<String>,
+) -> Result<(), AppError> {
+    writes.push(audit::record(app, &user.user_id, admin_entry(audit_event))?);
+    writes.extend(outbox_writes(app, user, event, ADMIN_SOURCE, detail, None, None).await?);
     app.store.transact(writes).await?;
     Ok(())
 }
 
-/// Stores an active SMS factor directly, for seeds and test fixtures.
+/// Stores an active SMS factor directly, for seeds and test fixtures. It writes no audit record and
+/// no notification; [`admin_add_sms`] is the audited form.
 pub async fn add_active_sms(app: &App, user_id: &str, phone: &str) -> Result<(), AppError> {
-    let phone = app
-        .phone_policy
-        .parse(phone)
-        .map_err(|error| AppError::invalid_field("phone", error.to_string()))?;
-    let factor = SmsFactor {
-        phone_e164: phone.as_e164().to_owned(),
-        verified_at: app.now(),
-    };
+    let phone = parse_phone(app, phone)?;
     let update = Update::new().set(user_attr::LOGIN_METHOD, Method::Sms.as_str());
     app.store
-        .transact(vec![
-            Write::Put {
-                item: to_item(&SmsFactor::key(user_id), &factor)?,
-                condition: None,
-            },
-            Write::Update {
-                key: User::key(user_id),
-                update,
-                condition: Some(Condition::Exists),
-            },
-        ])
+        .transact(sms_factor_writes(app, user_id, &phone, update)?)
         .await?;
     Ok(())
 }
 
-/// Stores an active OTP device with a given secret directly, for seeds and test fixtures.
+/// Stores an active SMS number for `username` as an administrator and makes it the login method.
+/// The audit record, the notification and the end of the user's sessions commit with it, as for
+/// any 2FA change. Returns the user's id and the masked number.
+pub async fn admin_add_sms(app: &App, username: &str, phone: &str) -> Result<(String, String), AppError> {
+    let phone = parse_phone(app, phone)?;
+    let state = require_user(app, username).await?;
+    let user_id = &state.user.user_id;
+    let update = Update::new()
+        .set(user_attr::LOGIN_METHOD, Method::Sms.as_str())
+        .add(user_attr::SESSION_EPOCH, 1);
+
+    let writes = sms_factor_writes(app, user_id, &phone, update)?;
+    let event = NotificationEvent::SmsNumberVerified;
+    commit_admin_change(app, &state.user, writes, "admin_sms_added", event, Some(phone.masked())).await?;
+    Ok((user_id.clone(), phone.masked()))
+}
+
+fn parse_phone(app: &App, phone: &str) -> Result<PhoneNumber, AppError> {
+    app.phone_policy
+        .parse(phone)
+        .map_err(|error| AppError::invalid_field("phone", error.to_string()))
+}
+
+/// Builds the writes that store `phone` as the user's active number, with `user_update` applied
+/// to the user item.
+fn sms_factor_writes(
+    app: &App,
+    user_id: &str,
+    phone: &PhoneNumber,
+    user_update: Update,
+) -> Result<Vec<Write>, AppError> {
+    let factor = SmsFactor {
+        phone_e164: phone.as_e164().to_owned(),
+        verified_at: app.now(),
+    };
+    Ok(vec![
+        Write::Put {
+            item: to_item(&SmsFactor::key(user_id), &factor)?,
+            condition: None,
+        },
+        Write::Update {
+            key: User::key(user_id),
+            update: user_update,
+            condition: Some(Condition::Exists),
+        },
+    ])
+}
+
+/// Stores an active OTP device with a given secret directly, for seeds and test fixtures. It writes
+/// no audit record and no notification; [`admin_add_totp`] is the audited form.
 pub async fn add_active_totp(
     app: &App,
     user_id: &str,
     secret: &SecretBytes,
     make_login_method: bool,
 ) -> Result<(), AppError> {
+    let mut update = Update::new();
+    if make_login_method {
+        update = update.set(user_attr::LOGIN_METHOD, Method::Totp.as_str());
+    }
+    app.store
+        .transact(otp_device_writes(app, user_id, secret, update)?)
+        .await?;
+    Ok(())
+}
+
+/// Stores an active OTP device with a given secret for `username` as an administrator. It becomes
+/// the login method when the user has no active factor. The audit record, the notification and the
+/// end of the user's sessions commit with it. Returns the user's id and its login method afterwards.
+pub async fn admin_add_totp(app: &App, username: &str, secret: &SecretBytes) -> Result<(String, Method), AppError> {
+    let state = require_user(app, username).await?;
+    let user_id = &state.user.user_id;
+    let login_method = state.login_method().unwrap_or(Method::Totp);
+    let update = Update::new()
+        .set(user_attr::LOGIN_METHOD, login_method.as_str())
+        .add(user_attr::SESSION_EPOCH, 1);
+
+    let writes = otp_device_writes(app, user_id, secret, update)?;
+    let event = NotificationEvent::OtpDeviceActivated;
+    commit_admin_change(app, &state.user, writes, "admin_otp_device_added", event, None).await?;
+    Ok((user_id.clone(), login_method))
+}
+
+/// Builds the writes that store a new active OTP device on `secret`, with `user_update` applied
+/// to the user item (an empty update only checks that the user exists).
+fn otp_device_writes(
+    app: &App,
+    user_id: &str,
+    secret: &SecretBytes,
+    user_update: Update,
+) -> Result<Vec<Write>, AppError> {
     let device = OtpDevice {
         device_id: app.new_id(),
         sealed_secret: app
@@ -359,24 +450,23 @@ pub async fn add_active_totp(
         activated_at: app.now(),
         last_step: None,
     };
-    let mut writes = vec![Write::Put {
-        item: to_item(&OtpDevice::key(user_id), &device)?,
-        condition: None,
-    }];
-    let user_key = User::key(user_id);
-    if make_login_method {
-        let update = Update::new().set(user_attr::LOGIN_METHOD, Method::Totp.as_str());
-        writes.push(Write::Update {
-            key: user_key,
-            update,
-            condition: Some(Condition::Exists),
-        });
-    } else {
-        writes.push(Write::Check {
-            key: user_key,
+    let user_write = if user_update.is_empty() {
+        Write::Check {
+            key: User::key(user_id),
             condition: Condition::Exists,
-        });
-    }
-    app.store.transact(writes).await?;
-    Ok(())
+        }
+    } else {
+        Write::Update {
+            key: User::key(user_id),
+            update: user_update,
+            condition: Some(Condition::Exists),
+        }
+    };
+    Ok(vec![
+        Write::Put {
+            item: to_item(&OtpDevice::key(user_id), &device)?,
+            condition: None,
+        },
+        user_write,
+    ])
 }

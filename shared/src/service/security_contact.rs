@@ -86,6 +86,19 @@ pub fn replace_write(
     })
 }
 
+/// Builds a check, for a transaction, that the holder is still `read`, or that there is still
+/// none when `read` is `None`.
+pub fn unchanged_check(account_id: &str, read: Option<&SecurityContact>) -> Write {
+    let condition = match read {
+        Some(contact) => Condition::And(vec![Condition::Exists, Condition::equals("version", contact.version)]),
+        None => Condition::NotExists,
+    };
+    Write::Check {
+        key: SecurityContact::key(account_id),
+        condition,
+    }
+}
+
 /// Returns the address and language that notifications to the holder use.
 pub fn recipient(contact: &SecurityContact) -> Recipient {
     Recipient {

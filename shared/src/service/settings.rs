@@ -13,8 +13,8 @@ use super::App;
 use crate::error::AppError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::{
-    user_attr, Language, Method, NotificationEvent, OtpDevice, PendingOtpDevice, PendingSmsFactor, SecurityContact,
-    SmsFactor,
+    user_attr, Language, Method, NotificationEvent, OtpDevice, PendingOtpDevice, PendingSmsFactor, Recipient,
+    SecurityContact, SmsFactor,
 };
 use crate::phone::mask_e164;
 use crate::store::{Condition, Update, Write};
@@ -286,7 +286,13 @@ pub async fn put_security_contact(app: &App, request: &ApiRequest) -> Result<Api
     let write = security_contact::replace_write(app, account_id, previous.as_ref(), &input)?;
     Change::new(app, &auth, &request.source_ip, "security_contact_changed")
         .write(write)
-        .notify_contact_change(previous.as_ref().map(security_contact::recipient))
+        .notify_contact_change(
+            previous.as_ref().map(security_contact::recipient),
+            Recipient {
+                email: input.email.clone(),
+                language: input.language,
+            },
+        )
         .commit()
         .await
         .map_err(|error| {

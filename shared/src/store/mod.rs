@@ -132,6 +132,11 @@ impl Update {
         self.remove.push(name.to_owned());
         self
     }
+
+    /// Returns true when the update changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.append.is_empty() && self.remove.is_empty()
+    }
 }
 
 /// One write, alone or as part of a transaction.

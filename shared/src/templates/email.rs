@@ -294,6 +294,7 @@ mod tests {
             source_ip: "198.51.100.7".into(),
             detail: detail.map(str::to_owned),
             previous_contact: None,
+            recipients: Vec::new(),
             expires_at: 1_769_860_800,
         }
     }

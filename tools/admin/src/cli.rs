@@ -1,10 +1,12 @@
 //! The command line of `twofa-admin`.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use twofa_core::model::Language;
 
-/// Provisions customer accounts and users of the two-factor authentication service, resets 2FA and
-/// lists audit records.
+/// Provisions customer accounts and users of the two-factor authentication service, resets 2FA,
+/// lists audit records and sends failed notifications again.
 ///
 /// Works on the DynamoDB table named by TABLE_NAME, at AWS_ENDPOINT_URL when set, and reads the
 /// same configuration as the Lambda functions (OTP_ISSUER, EMAIL_FROM, KEYS_SECRET_ID or KEYS_JSON).
@@ -95,16 +97,19 @@ pub enum Command {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
     },
-    /// Store an active OTP device with a known secret, for testers. It becomes the login method
-    /// when the user has none.
+    /// Store an active OTP device with a known secret. It becomes the login method when the user
+    /// has none. Audited and notified like any 2FA change; the user's sessions end.
     AddTotp {
         #[arg(long)]
         username: String,
-        /// The TOTP secret in Base32, as an authenticator app's backup key.
+        /// Read the TOTP secret (Base32, as an authenticator app's backup key) from standard input.
+        /// Without this option it comes from the environment variable TWOFA_TOTP_SECRET. It is never
+        /// an argument, because other users of the machine could read it in the process list.
         #[arg(long)]
-        secret: String,
+        secret_stdin: bool,
     },
-    /// Store an active SMS number, for testers. It becomes the login method.
+    /// Store an active SMS number. It becomes the login method. Audited and notified like any 2FA
+    /// change; the user's sessions end.
     AddSms {
         #[arg(long)]
         username: String,
@@ -112,6 +117,19 @@ pub enum Command {
         /// PHONE_DEFAULT_REGION.
         #[arg(long)]
         phone: String,
+    },
+    /// Send the unsent notification emails of outbox records again, after the cause of their
+    /// failure is fixed. Emails already sent for a record are skipped.
+    #[command(group(clap::ArgGroup::new("records").required(true).multiple(true)))]
+    Redeliver {
+        /// Event id of an outbox record (the part after OUTBOX# of its key). Repeatable.
+        #[arg(long = "event-id", group = "records")]
+        event_ids: Vec<String>,
+        /// A file with the body of an on-failure queue message of the notifier, or - for standard
+        /// input. The records of the batch it names are read back from the table's stream, which
+        /// keeps them for 24 hours.
+        #[arg(long, group = "records")]
+        failure_message: Option<PathBuf>,
     },
 }
 

@@ -1,14 +1,16 @@
 //! The admin commands. Each returns the JSON document that `twofa-admin` prints.
 
 use std::io::BufRead;
+use std::path::Path;
 
 use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
 use serde_json::{json, Value};
+use twofa_core::aws::failed_batch;
 use twofa_core::error::AppError;
 use twofa_core::model::{Language, Method};
 use twofa_core::secret::SecretString;
 use twofa_core::service::provisioning::{self, NewUser};
-use twofa_core::service::{audit, App};
+use twofa_core::service::{audit, notifier, App};
 use twofa_core::totp;
 use zeroize::Zeroizing;
 
@@ -16,6 +18,8 @@ use crate::cli::{Command, PasswordSource};
 
 /// The environment variable a password is read from without `--password-stdin`.
 pub const PASSWORD_VARIABLE: &str = "TWOFA_PASSWORD";
+/// The environment variable a TOTP secret is read from without `--secret-stdin`.
+pub const TOTP_SECRET_VARIABLE: &str = "TWOFA_TOTP_SECRET";
 
 /// Runs one command.
 pub async fn run(app: &App, command: Command) -> Result<Value, AppError> {
@@ -87,17 +91,18 @@ pub async fn run(app: &App, command: Command) -> Result<Value, AppError> {
             Ok(json!({ "username": username, "result": "two_factor_reset" }))
         }
         Command::Audit { username, limit } => list_audit(app, &username, limit).await,
-        Command::AddTotp { username, secret } => add_totp(app, &username, &secret).await,
+        Command::AddTotp { username, secret_stdin } => {
+            let secret = read_secret("secret", secret_stdin, TOTP_SECRET_VARIABLE)?;
+            add_totp(app, &username, secret.expose()).await
+        }
+        Command::Redeliver {
+            event_ids,
+            failure_message,
+        } => redeliver(app, event_ids, failure_message.as_deref()).await,
         Command::AddSms { username, phone } => {
-            let state = provisioning::require_user(app, &username).await?;
-            provisioning::add_active_sms(app, &state.user.user_id, &phone).await?;
-            let masked = app
-                .phone_policy
-                .parse(&phone)
-                .map(|phone| phone.masked())
-                .unwrap_or_default();
+            let (user_id, masked) = provisioning::admin_add_sms(app, &username, &phone).await?;
             Ok(
-                json!({ "username": username, "user_id": state.user.user_id, "phone": masked, "login_method": Method::Sms.as_str() }),
+                json!({ "username": username, "user_id": user_id, "phone": masked, "login_method": Method::Sms.as_str() }),
             )
         }
     }
@@ -125,47 +130,44 @@ async fn list_audit(app: &App, username: &str, limit: u32) -> Result<Value, AppE
 async fn add_totp(app: &App, username: &str, secret: &str) -> Result<Value, AppError> {
     let secret =
         totp::parse_backup_key(secret).map_err(|error| AppError::invalid_field("secret", error.to_string()))?;
-    let state = provisioning::require_user(app, username).await?;
-    let make_login_method = state.login_method().is_none();
-    provisioning::add_active_totp(app, &state.user.user_id, &secret, make_login_method).await?;
-    let login_method = if make_login_method {
-        Some(Method::Totp)
-    } else {
-        state.login_method()
-    };
+    let (user_id, login_method) = provisioning::admin_add_totp(app, username, &secret).await?;
     Ok(json!({
         "username": username,
-        "user_id": state.user.user_id,
-        "login_method": login_method.map(Method::as_str),
+        "user_id": user_id,
+        "login_method": login_method.as_str(),
     }))
 }
 
 /// Reads a password from standard input or from [`PASSWORD_VARIABLE`].
 fn read_password(source: &PasswordSource) -> Result<SecretString, AppError> {
-    if source.password_stdin {
+    read_secret("password", source.password_stdin, PASSWORD_VARIABLE)
+}
+
+/// Reads the secret `field` from the first line of standard input when `from_stdin` is set, else
+/// from the environment variable `variable`.
+fn read_secret(field: &str, from_stdin: bool, variable: &str) -> Result<SecretString, AppError> {
+    if from_stdin {
         let mut line = Zeroizing::new(String::new());
         std::io::stdin().lock().read_line(&mut line).map_err(|error| {
             AppError::invalid_field(
-                "password",
-                format!("reading the password from standard input failed: {error}"),
+                field,
+                format!("reading the {field} from standard input failed: {error}"),
             )
         })?;
-        let password = line.trim_end_matches(['\n', '\r']);
-        if password.is_empty() {
+        let value = line.trim_end_matches(['\n', '\r']);
+        if value.is_empty() {
             return Err(AppError::invalid_field(
-                "password",
-                "standard input has no password; write it as the first line",
+                field,
+                format!("standard input has no {field}; write it as the first line"),
             ));
         }
-        return Ok(SecretString::new(password.to_owned()));
+        return Ok(SecretString::new(value.to_owned()));
     }
-    match std::env::var(PASSWORD_VARIABLE) {
-        Ok(password) if !password.is_empty() => Ok(SecretString::new(password)),
+    match std::env::var(variable) {
+        Ok(value) if !value.is_empty() => Ok(SecretString::new(value)),
         _ => Err(AppError::invalid_field(
-            "password",
-            format!(
-                "password missing: pass --password-stdin and write it to standard input, or set {PASSWORD_VARIABLE}"
-            ),
+            field,
+            format!("{field} missing: pass --{field}-stdin and write it to standard input, or set {variable}"),
         )),
     }
 }
@@ -175,4 +177,50 @@ fn format_utc(unix: i64) -> String {
     DateTime::from_secs(unix)
         .fmt(DateTimeFormat::DateTime)
         .unwrap_or_else(|_| unix.to_string())
+}
+
+/// Sends the unsent emails of each outbox record named directly or by an on-failure message. Every
+/// record is tried; the command fails when any of them failed, after listing each outcome.
+async fn redeliver(app: &App, mut event_ids: Vec<String>, failure_message: Option<&Path>) -> Result<Value, AppError> {
+    if let Some(path) = failure_message {
+        let body = read_text(path)?;
+        let batch = failed_batch::parse_failure_message(&body)?;
+        let sdk = twofa_core::aws::sdk_config().await;
+        let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
+        event_ids.extend(failed_batch::outbox_event_ids(&streams, &batch).await?);
+    }
+
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for event_id in &event_ids {
+        let outcome = notifier::redeliver(app, event_id).await;
+        if let Err(error) = &outcome {
+            failed += 1;
+            eprintln!("error: outbox record {event_id}: {error}");
+        }
+        results.push(json!({
+            "event_id": event_id,
+            "result": outcome.as_ref().map_or_else(|error| error.code(), |()| "delivered"),
+        }));
+    }
+
+    if failed > 0 {
+        return Err(AppError::unavailable(format!(
+            "{failed} of {} outbox records were not delivered; run the command again for them",
+            event_ids.len()
+        )));
+    }
+    Ok(json!({ "records": results }))
+}
+
+/// Reads a whole text file, or standard input for `-`.
+fn read_text(path: &Path) -> Result<String, AppError> {
+    let read = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    read.map_err(|error| {
+        AppError::invalid_field("failure_message", format!("{} cannot be read: {error}", path.display()))
+    })
 }

@@ -1,9 +1,11 @@
 //! `twofa-admin`: provisions customer accounts and users, sets passwords and the Security contact,
-//! resets a user's 2FA and lists audit records, on the service's DynamoDB table.
+//! resets a user's 2FA, lists audit records and sends failed notifications again, on the service's
+//! DynamoDB table.
 //!
 //! Every change goes through `twofa_core::service::provisioning`. Each one writes an audit record in
-//! the same transaction, and a Security contact change or a 2FA reset also writes a notification.
-//! The tester fixtures `add-sms` and `add-totp` are the exception: they write neither.
+//! the same transaction. A change of 2FA (`reset-2fa`, `add-sms`, `add-totp`) or of the Security
+//! contact also writes a notification, and a change of 2FA or of the password ends the user's
+//! sessions.
 
 mod cli;
 mod commands;
