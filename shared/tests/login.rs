@@ -770,9 +770,29 @@ async fn failed_resend_can_be_retried_at_once() {
 
     assert_error(&failed, 503, "service_unavailable");
     assert_eq!(retried.status, 200, "body {}", retried.body);
-    assert_eq!(load_challenge(&test, &challenge_id).await.resends, 1);
+    assert_eq!(load_challenge(&test, &challenge_id).await.resends, 2);
     let code = latest_sms_code(&test);
     assert_eq!(verify_sms(&test, &challenge_id, &code).await.status, 200);
+}
+
+#[tokio::test]
+async fn rejected_resends_add_no_codes() {
+    let test = TestApp::new();
+    sms_user(&test, "radek").await;
+    let mut challenge_ids = Vec::new();
+    for _ in 0..5 {
+        challenge_ids.push(start_challenge(&test, "radek", "sms").await);
+    }
+    test.clock.advance(30);
+
+    for _ in 0..10 {
+        let response = resend(&test, &challenge_ids[0]).await;
+        assert_error(&response, 429, "rate_limited");
+    }
+
+    let challenge = load_challenge(&test, &challenge_ids[0]).await;
+    assert_eq!(challenge.code_hashes.len(), 1);
+    assert_eq!(challenge.resends, 0);
 }
 
 // ---------------------------------------------------------------------------------------------

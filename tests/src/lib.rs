@@ -114,16 +114,50 @@ fn build_binary(package: &str) -> PathBuf {
 }
 
 /// Returns moto's recorded state, `GET /moto-api/data.json` on the server at `moto_url`.
+///
+/// moto 5.2.5 builds this document while other requests change its models, and returns 500 when a
+/// DynamoDB stream gets its first record during that time, so a 500 is retried a few times.
 pub fn moto_data(moto_url: &str) -> Value {
     let address = moto_url.trim_start_matches("http://").trim_end_matches('/');
-    let (status, data) = http_request(address, "GET", "/moto-api/data.json", None, None);
-    assert_eq!(status, 200, "GET /moto-api/data.json on {address}: {data}");
-    data
+    let mut attempt = 1;
+    loop {
+        let (status, body) = http_request_text(address, "GET", "/moto-api/data.json", None, None);
+        if status == 200 {
+            return serde_json::from_str(&body)
+                .unwrap_or_else(|error| panic!("GET /moto-api/data.json returned no JSON ({error}): {body}"));
+        }
+        assert!(
+            attempt < MOTO_DATA_ATTEMPTS,
+            "GET /moto-api/data.json on {address} failed with {status}: {body}"
+        );
+        attempt += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
+
+/// Attempts of [`moto_data`] before a failing status fails the test.
+const MOTO_DATA_ATTEMPTS: usize = 10;
 
 /// Sends one HTTP/1.1 request with `Connection: close` to `address` (`host:port`) and returns the
 /// status and the JSON body, or `Value::Null` for an empty body. `token` is sent as a bearer token.
 pub fn http_request(address: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let (status, body) = http_request_text(address, method, path, token, body);
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or_else(|error| panic!("{method} {path} returned no JSON ({error}): {body}"))
+    };
+    (status, body)
+}
+
+/// Sends one request like [`http_request`] and returns the status and the body as text.
+fn http_request_text(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String) {
     let mut stream =
         TcpStream::connect(address).unwrap_or_else(|error| panic!("connecting to {address} failed: {error}"));
     stream
@@ -155,10 +189,5 @@ pub fn http_request(address: &str, method: &str, path: &str, token: Option<&str>
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("{method} {path}: the status line has no code: {head}"));
-    let body = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body).unwrap_or_else(|error| panic!("{method} {path} returned no JSON ({error}): {body}"))
-    };
-    (status, body)
+    (status, body.to_owned())
 }

@@ -16,8 +16,8 @@ use crate::service::notifier::OUTBOX_PREFIX;
 use crate::store::PK;
 
 /// Maximum GetRecords calls for one batch. An event source mapping's batch has at most 10,000
-/// records (the template sets 10), and one call returns up to 1,000, so this bound only stops a
-/// range that never ends.
+/// records (the template sets 10), and one call returns up to 1,000, so this bound leaves room for
+/// empty pages and stops only a reading that never reaches the batch's end.
 const MAX_PAGES: usize = 100;
 
 /// The batch named by an on-failure message of a DynamoDB stream event source mapping.
@@ -57,7 +57,8 @@ fn is_after(sequence_number: &str, end: &str) -> bool {
 /// that were inserted in it, in stream order.
 ///
 /// Fails with `service_unavailable` when DynamoDB Streams cannot be read, which includes a batch
-/// older than the stream's 24-hour retention (`TrimmedDataAccessException`).
+/// older than the stream's 24-hour retention (`TrimmedDataAccessException`), and when the reading
+/// does not reach the batch's last sequence number, so a partial list is never returned.
 pub async fn outbox_event_ids(client: &Client, batch: &BatchInfo) -> Result<Vec<String>, AppError> {
     let iterator = client
         .get_shard_iterator()
@@ -73,7 +74,7 @@ pub async fn outbox_event_ids(client: &Client, batch: &BatchInfo) -> Result<Vec<
     let mut event_ids = Vec::new();
     for _ in 0..MAX_PAGES {
         let Some(iterator) = next_iterator.take() else {
-            return Ok(event_ids);
+            break;
         };
         let page = client
             .get_records()
@@ -81,36 +82,34 @@ pub async fn outbox_event_ids(client: &Client, batch: &BatchInfo) -> Result<Vec<
             .send()
             .await
             .map_err(|error| stream_error("GetRecords", error.code()))?;
-        if page.records().is_empty() {
-            // An open shard returns empty pages with a next iterator forever.
-            return Ok(event_ids);
-        }
 
+        // A page can be empty before later records of the shard, so only the batch's last
+        // sequence number ends the reading.
         for record in page.records() {
             let Some(change) = record.dynamodb() else {
                 continue;
             };
-            if change
-                .sequence_number()
-                .is_some_and(|sequence_number| is_after(sequence_number, &batch.end_sequence_number))
-            {
+            let sequence_number = change.sequence_number().unwrap_or_default();
+            if is_after(sequence_number, &batch.end_sequence_number) {
                 return Ok(event_ids);
             }
-            if record.event_name() != Some(&OperationType::Insert) {
-                continue;
-            }
-            let partition_key = change.keys().and_then(|keys| keys.get(PK));
-            if let Some(AttributeValue::S(pk)) = partition_key {
-                if let Some(event_id) = pk.strip_prefix(OUTBOX_PREFIX) {
-                    event_ids.push(event_id.to_owned());
+            if record.event_name() == Some(&OperationType::Insert) {
+                if let Some(AttributeValue::S(pk)) = change.keys().and_then(|keys| keys.get(PK)) {
+                    if let Some(event_id) = pk.strip_prefix(OUTBOX_PREFIX) {
+                        event_ids.push(event_id.to_owned());
+                    }
                 }
+            }
+            if sequence_number == batch.end_sequence_number {
+                return Ok(event_ids);
             }
         }
         next_iterator = page.next_shard_iterator().map(str::to_owned);
     }
     Err(AppError::unavailable(format!(
-        "the batch of shard {} did not end within {MAX_PAGES} pages of stream records",
-        batch.shard_id
+        "the stream records of shard {} ended, or {MAX_PAGES} pages passed, before the batch's last \
+         sequence number {}; no outbox record was sent",
+        batch.shard_id, batch.end_sequence_number
     )))
 }
 

@@ -14,8 +14,9 @@
 //!   TOTP the same transaction raises the device's `last_step`, so a code is never accepted twice.
 //! - A wrong or malformed code counts against the user's second-factor lockout as well.
 //! - Each verification takes a place among the source IP's [`CODE_FAILURE_LIMIT_PER_IP`] failed
-//!   codes before the code is compared, and gives it back unless it ends as `invalid_code`, so
-//!   concurrent guesses from one address cannot all pass the limit before any of them fails.
+//!   codes before the code is compared. So concurrent guesses from one address cannot all pass
+//!   the limit before any of them fails. The place is given back unless the verification ends as
+//!   `invalid_code` or as a store failure.
 
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -221,6 +222,9 @@ async fn resend_sms_in_span(app: &App, request: &ApiRequest) -> Result<ApiRespon
     let phone = PhoneNumber::from_e164(phone_e164)
         .map_err(|error| AppError::Internal(format!("stored phone number of a challenge is invalid: {error}")))?;
 
+    // A send that the limits or the allow-list reject must not add a code to the challenge.
+    sms_delivery::check_limits(app, &phone, &state.user, &request.source_ip).await?;
+
     let now = app.now();
     let code = generate_sms_code(app.random.as_ref());
     let hash = sms_code_hash(app, &challenge.challenge_id, &code);
@@ -249,7 +253,7 @@ async fn resend_sms_in_span(app: &App, request: &ApiRequest) -> Result<ApiRespon
 
     let sent = sms_delivery::send_code(app, &phone, &state.user, &request.source_ip, &code, SmsPurpose::Login).await;
     if let Err(error) = sent {
-        give_back_resend(app, &challenge, now).await;
+        allow_immediate_resend(app, &challenge, now).await;
         return Err(error);
     }
     tracing::info!(
@@ -260,23 +264,22 @@ async fn resend_sms_in_span(app: &App, request: &ApiRequest) -> Result<ApiRespon
     Ok(challenge_response(&challenge, Some(phone.masked())))
 }
 
-/// Undoes the count and the send time of a resend whose SMS was not sent, so the user can retry at
-/// once. The code hash stays, because an SMS that failed with an error may still arrive. The
-/// update applies only while no later resend happened; a failure is logged, and then the resend
-/// stays counted.
-async fn give_back_resend(app: &App, challenge: &Challenge, sent_at: i64) {
+/// Restores the send time of a resend whose SMS was not sent, so the user can retry without
+/// waiting [`RESEND_INTERVAL_SECONDS`]. The resend stays counted and its code hash stays, because
+/// an SMS that failed with an error may still arrive. So a challenge never contains more than
+/// `1 + MAX_RESENDS` codes. The update applies only while no later resend happened, and a failure
+/// is logged.
+async fn allow_immediate_resend(app: &App, challenge: &Challenge, sent_at: i64) {
     let write = Write::Update {
         key: Challenge::key(&challenge.challenge_id),
-        update: Update::new()
-            .add(challenge_attr::RESENDS, -1)
-            .set(challenge_attr::LAST_SENT_AT, challenge.last_sent_at),
+        update: Update::new().set(challenge_attr::LAST_SENT_AT, challenge.last_sent_at),
         condition: Some(Condition::And(vec![
             is_open(),
             Condition::equals(challenge_attr::LAST_SENT_AT, sent_at),
         ])),
     };
     if let Err(error) = app.store.write(write).await {
-        tracing::warn!(error = %error, "resend of a failed SMS not given back");
+        tracing::warn!(error = %error, "send time of a failed resend not restored");
     }
 }
 
@@ -371,7 +374,13 @@ async fn verify_in_span(app: &App, request: &ApiRequest, method: Method) -> Resu
     .await?;
 
     let outcome = check_code(&attempt, &challenge, &body.code).await;
-    if !matches!(outcome, Err(AppError::InvalidCode { .. })) {
+    // A store failure may have hidden a wrong code whose failure could not be recorded, so it
+    // keeps the place like a wrong code does.
+    let keeps_place = matches!(
+        outcome,
+        Err(AppError::InvalidCode { .. } | AppError::ServiceUnavailable { .. } | AppError::Internal(_))
+    );
+    if !keeps_place {
         rate_limit::release(
             app,
             CODE_FAILURE_SCOPE,

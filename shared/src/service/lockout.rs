@@ -34,8 +34,10 @@ pub const FIRST_DELAY_SECONDS: i64 = 60;
 pub const MAX_DELAY_SECONDS: i64 = 60 * 60;
 /// The "locked until" value of a lock that only an admin reset ends.
 pub const LOCKED_UNTIL_RESET: i64 = i64::MAX;
-/// Days the password counter of an unknown username is kept after its last failure.
-pub const UNKNOWN_USERNAME_RETENTION_DAYS: i64 = 30;
+/// Days the password counter of an unknown username is kept after its last counted failure.
+// NOTE: a real user's counter never expires. So after 400 days without probes, an unknown
+// username gets 401 again like a fresh one, while a real user keeps its count and lock.
+pub const UNKNOWN_USERNAME_RETENTION_DAYS: i64 = 400;
 
 const UNKNOWN_USERNAME_HASH_PURPOSE: &str = "unknown-username";
 

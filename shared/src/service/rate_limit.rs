@@ -7,13 +7,15 @@
 //!
 //! Recording is a read followed by a write conditional on the version that was read, or on the
 //! item being absent. So two concurrent requests cannot both take the last free place. The loser
-//! reads again and retries. Every round has a winner and a full window ends the retries, so
-//! `limit + 2` rounds are enough for any number of concurrent requests; only a store that keeps
-//! failing conditions for another reason leads to 503.
+//! reads again and retries. Every round has a winner, and a full window ends the retries at once,
+//! so a recording gives up with 503 only after `2 × limit + 2` lost rounds. That takes more
+//! concurrent requests of one subject than its limit allows, with places given back in between.
 //!
 //! A limit on failures records the attempt before its outcome is known ([`reserve`]) and gives
-//! the place back when the attempt succeeds ([`release`]). Checking first and recording after the
-//! failure would let every request that arrives together pass the check.
+//! the place back when the attempt turns out not to be a failure ([`release`]). Checking first
+//! and recording after the failure would let every request that arrives together pass the check.
+//! A consequence: attempts still in progress hold places, so more concurrent attempts of one
+//! subject than its limit get `rate_limited` even when all of them would succeed.
 //!
 //! Subjects are stored only as keyed hashes, so the table never contains a phone number or an IP
 //! address in a key.
@@ -24,11 +26,11 @@ use super::App;
 use crate::error::AppError;
 use crate::store::{from_item, to_item, Condition, Key, StoreError, Write};
 
-/// Rounds of read and conditional write beyond `limit` before a contended recording gives up.
+/// Rounds of read and conditional write beyond `2 × limit` before a contended recording gives up.
 const EXTRA_WRITE_ATTEMPTS: usize = 2;
-/// Rounds of read and conditional write before a contended release gives up. A release competes
-/// with the recordings of a window, which are at most as many as the largest limit in use.
-const MAX_RELEASE_ATTEMPTS: usize = 64;
+/// Rounds of read and conditional write before a contended release gives up. The largest limit in
+/// use is 30, so this is the same bound as for a recording of that limit.
+const MAX_RELEASE_ATTEMPTS: usize = 62;
 
 /// The stored window of one subject.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +108,7 @@ pub async fn reserve(
 ) -> Result<i64, AppError> {
     let key = window_key(app, scope, subject);
 
-    for _ in 0..limit.saturating_add(EXTRA_WRITE_ATTEMPTS) {
+    for _ in 0..limit.saturating_mul(2).saturating_add(EXTRA_WRITE_ATTEMPTS) {
         let now = app.now();
         let stored = read_window(app, &key, window_seconds, now).await?;
         let read_version = stored.as_ref().map(|window| window.version);
