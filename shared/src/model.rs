@@ -413,7 +413,7 @@ pub struct OutboxRecord {
     /// For a change of the Security contact: the previous holder, who is notified as well.
     #[serde(default)]
     pub previous_contact: Option<Recipient>,
-    /// Who receives the email, fixed when the change was made. Empty in records written before
+    /// Recipients of the email, fixed when the change was made. Empty in records written before
     /// recipients were stored, whose recipients the notifier resolves when it sends.
     #[serde(default)]
     pub recipients: Vec<Recipient>,

@@ -408,7 +408,7 @@ async fn admin_reset() {
 }
 
 #[tokio::test]
-async fn admin_added_sms_is_notified_and_ends_sessions() {
+async fn admin_sms_notifies_and_revokes() {
     let mut world = World::new().await;
 
     provisioning::admin_add_sms(&world.test.app, "carol", OTHER_PHONE)
@@ -419,21 +419,11 @@ async fn admin_added_sms_is_notified_and_ends_sessions() {
         .assert_notified(NotificationEvent::SmsNumberVerified, &World::carol_recipients())
         .await;
     assert!(sent.iter().all(|email| email.body.contains("administr")), "{sent:?}");
-    let after = world.test.call("GET", "/security", Some(&world.carol_token), "").await;
-    assert_eq!(
-        after.status, 401,
-        "the admin change ends carol's sessions: {}",
-        after.body
-    );
-    let records = audit::list(&world.test.app, &world.carol, 10).await.unwrap();
-    assert!(
-        records.iter().any(|record| record.event == "admin_sms_added"),
-        "{records:?}"
-    );
+    assert_revoked_and_audited(&world, "admin_sms_added").await;
 }
 
 #[tokio::test]
-async fn admin_added_otp_device_is_notified_and_ends_sessions() {
+async fn admin_otp_device_notifies_and_revokes() {
     let mut world = World::new().await;
 
     let (_, method) = provisioning::admin_add_totp(&world.test.app, "carol", &SecretBytes::new(vec![7; 20]))
@@ -444,17 +434,20 @@ async fn admin_added_otp_device_is_notified_and_ends_sessions() {
     world
         .assert_notified(NotificationEvent::OtpDeviceActivated, &World::carol_recipients())
         .await;
+    assert_revoked_and_audited(&world, "admin_otp_device_added").await;
+}
+
+/// Checks that an admin change ended carol's session and left the audit record `event`.
+async fn assert_revoked_and_audited(world: &World, event: &str) {
     let after = world.test.call("GET", "/security", Some(&world.carol_token), "").await;
     assert_eq!(
         after.status, 401,
         "the admin change ends carol's sessions: {}",
         after.body
     );
+
     let records = audit::list(&world.test.app, &world.carol, 10).await.unwrap();
-    assert!(
-        records.iter().any(|record| record.event == "admin_otp_device_added"),
-        "{records:?}"
-    );
+    assert!(records.iter().any(|record| record.event == event), "{records:?}");
 }
 
 #[tokio::test]

@@ -324,7 +324,7 @@ async fn sms_pumping_reaches_moto_five_times() {
 
     // 200 requests within 50 simulated seconds, spread over four users: new numbers and resends.
     let put = json!({ "phone": "+420 603 555 333" }).to_string();
-    let mut refused = 0;
+    let mut rejected = 0;
     for request in 0..200 {
         let token = &tokens[request % tokens.len()];
         let response = if request < tokens.len() || request % 2 == 0 {
@@ -338,7 +338,7 @@ async fn sms_pumping_reaches_moto_five_times() {
             assert!(response.body.contains("rate_limited"), "{}", response.body);
             let retry_after: i64 = response.header("retry-after").expect("Retry-After").parse().unwrap();
             assert!(retry_after >= 1);
-            refused += 1;
+            rejected += 1;
         }
         if request % 4 == 3 {
             test.clock.advance(1);
@@ -346,5 +346,5 @@ async fn sms_pumping_reaches_moto_five_times() {
     }
 
     assert_eq!(count_to(&moto, &issuer, "+420603555333").await, 5);
-    assert_eq!(refused, 195);
+    assert_eq!(rejected, 195);
 }

@@ -115,6 +115,18 @@ impl MotoRun {
     }
 
     /// Runs `twofa-admin` with empty standard input.
+    /// Runs `twofa-admin` with `input` on its standard input and returns its output.
+    fn admin_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut process = self.admin_command(args, None).spawn().expect("twofa-admin runs");
+        process
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(input.as_bytes())
+            .expect("writes standard input");
+        process.wait_with_output().expect("twofa-admin finishes")
+    }
+
     fn admin(&self, args: &[&str], password: Option<&str>) -> Output {
         let mut process = self.admin_command(args, password).spawn().expect("twofa-admin runs");
         drop(process.stdin.take());
@@ -355,17 +367,10 @@ async fn totp_login_end_to_end_on_moto() {
         Some(password),
     );
     assert_eq!(user["two_factor_enabled"], true);
-    let mut process = run
-        .admin_command(&["add-totp", "--username", &username, "--secret-stdin"], None)
-        .spawn()
-        .expect("twofa-admin runs");
-    process
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(format!("{secret}\n").as_bytes())
-        .expect("writes the secret");
-    let output = process.wait_with_output().expect("twofa-admin finishes");
+    let output = run.admin_with_input(
+        &["add-totp", "--username", &username, "--secret-stdin"],
+        &format!("{secret}\n"),
+    );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let added: Value = serde_json::from_slice(&output.stdout).expect("add-totp prints JSON");
     assert_eq!(added["login_method"], "totp");
@@ -489,17 +494,10 @@ async fn admin_commands_on_moto() {
     );
 
     // --password-stdin: the new password works and the old one no longer does.
-    let mut process = run
-        .admin_command(&["set-password", "--username", &sub, "--password-stdin"], None)
-        .spawn()
-        .expect("twofa-admin runs");
-    process
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(b"e2e-sub-password-2\n")
-        .expect("writes the password");
-    let output = process.wait_with_output().expect("twofa-admin finishes");
+    let output = run.admin_with_input(
+        &["set-password", "--username", &sub, "--password-stdin"],
+        "e2e-sub-password-2\n",
+    );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let (status, _) = run
         .call(

@@ -116,7 +116,7 @@ async fn check_credentials(
 }
 
 /// Rejects a username that belongs to no user with the checks, the work and the responses of a
-/// wrong password, so that neither the answer nor a lock reveals whether the username exists.
+/// wrong password, so that neither the response nor a lock reveals whether the username exists.
 async fn reject_unknown_username(app: &App, body: &LoginRequest) -> Result<ApiResponse, AppError> {
     // NOTE: a wrong password of a real user also writes an audit record, one store round trip
     // more than this branch. The argon2 check dominates the time, but many timed samples may
